@@ -1,0 +1,163 @@
+#include "catalog.h"
+
+#include <algorithm>
+#include <set>
+
+#include "names.h"
+
+namespace bd {
+
+namespace {
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+uint32_t tag_number(const LvRecord& lv, const char* key, uint32_t fallback) {
+    std::optional<std::string> v = tag_value(lv.tags, key);
+    if (!v || v->empty()) return fallback;
+    return uint32_t(std::strtoul(v->c_str(), nullptr, 10));
+}
+
+std::map<std::string, std::string> xattrs_of(const LvRecord& lv) {
+    std::map<std::string, std::string> out;
+    // "bd.x=NAME=VALUE": NAME has '=' escaped too, so the first raw '=' splits.
+    const std::string prefix = std::string(tags::kXattr) + "=";
+    for (const std::string& tag : lv.tags) {
+        if (tag.rfind(prefix, 0) != 0) continue;
+        size_t eq = tag.find('=', prefix.size());
+        if (eq == std::string::npos) continue;
+        Result<std::string> name = tag_unescape(tag.substr(prefix.size(), eq - prefix.size()));
+        Result<std::string> value = tag_unescape(tag.substr(eq + 1));
+        if (name && value) out[*name] = *value;
+    }
+    return out;
+}
+
+Volume make_volume(const LvRecord& lv, const std::string& path, bool managed) {
+    Volume v;
+    v.path = path;
+    v.lv = lv.name;
+    v.size = lv.size;
+    v.active = lv.active;
+    v.open = lv.open;
+    v.managed = managed;
+    v.read_only = lv.attr.size() > 1 && lv.attr[1] == 'r';
+    v.ctime = lv.time;
+    v.dm_path = lv.dm_path;
+    v.raw_tags = lv.tags;
+    v.type = lv.segtype == "thin" ? VolumeType::kThin : VolumeType::kThick;
+    if (lv.segtype == "thin" && lv.data_percent && lv.active)
+        v.allocated = uint64_t(double(lv.size) * *lv.data_percent / 100.0);
+    else if (lv.segtype != "thin")
+        v.allocated = lv.size;
+    if (!managed) {
+        v.id = lv.uuid;
+        return v;
+    }
+    v.id = tag_value(lv.tags, tags::kId).value_or(lv.uuid);
+    v.origin_id = tag_value(lv.tags, tags::kSnapOf).value_or("");
+    v.snapshot_name = tag_value(lv.tags, tags::kSnap).value_or("");
+    if (!v.origin_id.empty()) v.type = VolumeType::kSnapshot;
+    v.uid = tag_number(lv, tags::kUid, 0);
+    v.gid = tag_number(lv, tags::kGid, 0);
+    v.mode = tag_number(lv, tags::kMode, 0644);
+    v.mtime = tag_number(lv, tags::kMtime, uint32_t(lv.time));
+    v.xattrs = xattrs_of(lv);
+    return v;
+}
+
+// Rules 1 and 2 of catalog.h: the path this managed LV stands for, if any.
+std::optional<std::string> resolve_path(const LvRecord& lv, const std::set<std::string>& names,
+                                        bool& canonical) {
+    std::vector<std::string> paths = tag_values(lv.tags, tags::kPath);
+    std::vector<std::string> staged = tag_values(lv.tags, tags::kTo);
+    canonical = true;
+    for (const std::vector<std::string>* claims : {&paths, &staged})
+        for (const std::string& c : *claims)
+            if (lv_name_for_path(c) == lv.name) return c;
+    canonical = false;
+    for (const std::string& c : staged)
+        if (!names.count(lv_name_for_path(c))) return c;
+    return std::nullopt;
+}
+
+bool is_pool_internal(const LvRecord& lv, const std::string& thinpool) {
+    return lv.name == thinpool || lv.segtype == "thin-pool" || starts_with(lv.name, "[");
+}
+
+}  // namespace
+
+Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool) {
+    Catalog cat;
+    std::set<std::string> names;
+    std::set<std::string> deleting_ids;
+    for (const LvRecord& lv : lvs) {
+        names.insert(lv.name);
+        cat.lv_names.push_back(lv.name);
+        if (lv.name == thinpool) cat.pool = lv;
+        if (starts_with(lv.name, kDelPrefix))
+            deleting_ids.insert(tag_value(lv.tags, tags::kId).value_or(lv.uuid));
+    }
+    // Rule 3 applies to snapshots of snapshots too: close the set over bd.snapof.
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (const LvRecord& lv : lvs) {
+            std::optional<std::string> of = tag_value(lv.tags, tags::kSnapOf);
+            std::string id = tag_value(lv.tags, tags::kId).value_or(lv.uuid);
+            if (of && deleting_ids.count(*of) && deleting_ids.insert(id).second) grew = true;
+        }
+    }
+    std::map<std::string, Volume> by_path;
+    for (const LvRecord& lv : lvs) {
+        if (is_pool_internal(lv, thinpool)) continue;
+        bool managed = tag_value(lv.tags, tags::kManaged).has_value();
+        if (!managed) {
+            // Rule 4; a managed volume of the same path wins.
+            if (lv.segtype == "thin" && lv.pool == thinpool && !by_path.count(lv.name))
+                by_path.emplace(lv.name, make_volume(lv, lv.name, false));
+            continue;
+        }
+        bool canonical = true;
+        std::optional<std::string> path = resolve_path(lv, names, canonical);
+        std::optional<std::string> snapof = tag_value(lv.tags, tags::kSnapOf);
+        if (!path || (snapof && deleting_ids.count(*snapof))) {
+            cat.leftovers.push_back({lv, path ? "snapshot of a volume being deleted"
+                                              : "not a volume: interrupted operation"});
+            continue;
+        }
+        Volume v = make_volume(lv, *path, true);
+        v.canonical = canonical && !tag_value(lv.tags, tags::kTxn) &&
+                      tag_values(lv.tags, tags::kPath).size() == 1 &&
+                      tag_values(lv.tags, tags::kTo).empty();
+        by_path.insert_or_assign(*path, std::move(v));
+    }
+    for (auto& [path, v] : by_path) cat.volumes.push_back(std::move(v));
+    for (Volume& v : cat.volumes)
+        if (const Volume* o = v.origin_id.empty() ? nullptr : cat.find_id(v.origin_id))
+            v.origin_path = o->path;
+    return cat;
+}
+
+const Volume* Catalog::find(const std::string& path) const {
+    auto it = std::lower_bound(volumes.begin(), volumes.end(), path,
+                               [](const Volume& v, const std::string& p) { return v.path < p; });
+    return it != volumes.end() && it->path == path ? &*it : nullptr;
+}
+
+const Volume* Catalog::find_id(const std::string& id) const {
+    for (const Volume& v : volumes)
+        if (v.id == id) return &v;
+    return nullptr;
+}
+
+std::vector<const Volume*> Catalog::snapshots_of(const std::string& id) const {
+    std::vector<const Volume*> out;
+    for (const Volume& v : volumes)
+        if (v.origin_id == id) out.push_back(&v);
+    return out;
+}
+
+bool Catalog::has_lv(const std::string& name) const {
+    return std::find(lv_names.begin(), lv_names.end(), name) != lv_names.end();
+}
+
+}  // namespace bd

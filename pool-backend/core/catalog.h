@@ -1,0 +1,98 @@
+// Turns one `lvs` report into the export's volumes and leftovers.
+//
+// This is where crash safety is decided: every multi-step operation is built
+// so that, at each step, this pure function shows either the old or the new
+// state. Rules (docs/ARCHITECTURE.md, "Crash safety"):
+//  1. A managed LV (tag bd.v=1) whose name is lv_name_for_path(c) for one of
+//     its claims c (tags bd.path=c or bd.to=c) is volume c.
+//  2. Otherwise, a managed LV with bd.to=c is volume c when no LV has the
+//     name lv_name_for_path(c) (a committed, unfinished rollback or rename).
+//  3. A snapshot whose origin id belongs to an LV being deleted is hidden.
+//  4. A thin LV in the pool without bd.v is a foreign volume named by its LV name.
+//  5. Any other managed LV is a leftover, for `bdctl fsck`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lvm_report.h"
+
+namespace bd {
+
+/// Tag keys (see docs/ARCHITECTURE.md, "Tag schema").
+namespace tags {
+inline constexpr const char* kManaged = "bd.v";      ///< "bd.v=1" marks a bd LV
+inline constexpr const char* kPath = "bd.path";      ///< the volume's path
+inline constexpr const char* kTo = "bd.to";          ///< staged path (rename, rollback)
+inline constexpr const char* kId = "bd.id";          ///< stable volume id
+inline constexpr const char* kSnapOf = "bd.snapof";  ///< origin's id (snapshots)
+inline constexpr const char* kSnap = "bd.snap";      ///< snapshot name
+inline constexpr const char* kTxn = "bd.txn";        ///< operation in progress
+inline constexpr const char* kUid = "bd.uid";
+inline constexpr const char* kGid = "bd.gid";
+inline constexpr const char* kMode = "bd.mode";
+inline constexpr const char* kMtime = "bd.mtime";
+inline constexpr const char* kXattr = "bd.x";        ///< "bd.x=NAME=VALUE", both escaped
+}  // namespace tags
+
+/// Prefixes of bd's internal LV names; never produced by lv_name_for_path.
+inline constexpr const char* kTmpPrefix = "_bd_tmp.";
+inline constexpr const char* kOldPrefix = "_bd_old.";
+inline constexpr const char* kDelPrefix = "_bd_del.";
+
+enum class VolumeType { kThin, kThick, kSnapshot };
+
+/// A volume as the export shows it.
+struct Volume {
+    std::string path;  ///< normalized, no leading '/'
+    std::string lv;
+    std::string id;           ///< bd.id, or the LV uuid for foreign volumes
+    std::string origin_id;    ///< bd.snapof for snapshots
+    std::string origin_path;  ///< filled from origin_id when that volume exists
+    std::string snapshot_name;
+    VolumeType type = VolumeType::kThin;
+    uint64_t size = 0;
+    std::optional<uint64_t> allocated;
+    bool read_only = false;
+    bool active = false;
+    bool open = false;
+    bool managed = false;
+    bool canonical = true;  ///< false while an interrupted operation is unfinished
+    uint32_t uid = 0, gid = 0, mode = 0644;
+    int64_t ctime = 0, mtime = 0;
+    std::map<std::string, std::string> xattrs;
+    std::string dm_path;
+    std::vector<std::string> raw_tags;  ///< the LV's tags as LVM holds them
+};
+
+/// A bd LV that is not a volume: the residue of an interrupted operation.
+struct Leftover {
+    LvRecord lv;
+    std::string reason;
+};
+
+/// Everything one `lvs` says about an export.
+struct Catalog {
+    std::vector<Volume> volumes;  ///< sorted by path
+    std::vector<Leftover> leftovers;
+    std::optional<LvRecord> pool;  ///< the thin pool's own row
+
+    /// The volume at `path`, if any.
+    const Volume* find(const std::string& path) const;
+    /// The volume with stable id `id`, if any.
+    const Volume* find_id(const std::string& id) const;
+    /// Snapshots whose origin is `id`.
+    std::vector<const Volume*> snapshots_of(const std::string& id) const;
+    /// True if an LV with this exact name exists (volume or leftover).
+    bool has_lv(const std::string& name) const;
+
+    std::vector<std::string> lv_names;  ///< every LV name in the VG
+};
+
+/// Applies the rules above to one VG's LVs.
+Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool);
+
+}  // namespace bd

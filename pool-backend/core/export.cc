@@ -1,0 +1,255 @@
+#include "export.h"
+
+#include <fmt/format.h>
+
+#include <random>
+
+#include "dm.h"
+#include "lock.h"
+#include "names.h"
+#include "size.h"
+
+namespace bd {
+
+namespace {
+
+constexpr const char* kExportTag = "bd.export";
+constexpr const char* kPoolTag = "bd.pool";
+constexpr const char* kThresholdTag = "bd.threshold";
+
+const VgRecord* find_exported(const std::vector<VgRecord>& vgs, const std::string& name) {
+    for (const VgRecord& vg : vgs)
+        if (tag_value(vg.tags, kExportTag) == name) return &vg;
+    return nullptr;
+}
+
+const VgRecord* find_vg(const std::vector<VgRecord>& vgs, const std::string& name) {
+    for (const VgRecord& vg : vgs)
+        if (vg.name == name) return &vg;
+    return nullptr;
+}
+
+Result<std::vector<VgRecord>> all_vgs(Runner& runner) {
+    Result<CommandOutput> out = runner.run(vgs_argv());
+    if (!out) return tl::unexpected(out.error());
+    return parse_vgs(out->out);
+}
+
+// Undo steps for Export::create, run newest first; the first error is the one reported.
+struct Undo {
+    Runner& runner;
+    std::vector<Argv> steps;
+    void rollback() {
+        for (auto it = steps.rbegin(); it != steps.rend(); ++it) (void)runner.run(*it);
+    }
+};
+
+Result<void> check_new_export(const std::vector<VgRecord>& vgs, const ExportSpec& spec) {
+    if (const VgRecord* vg = find_exported(vgs, spec.name))
+        return fail(EEXIST, fmt::format("export \"{}\" already exists on VG \"{}\" (pick another "
+                                        "name, or `bdctl export delete {}` first)",
+                                        spec.name, vg->name, spec.name));
+    const VgRecord* vg = find_vg(vgs, spec.vg);
+    if (vg && !spec.pvs.empty())
+        return fail(EEXIST, fmt::format("VG \"{}\" already exists; omit --pv to export it as it "
+                                        "is",
+                                        spec.vg));
+    if (!vg && spec.pvs.empty())
+        return fail(ENOENT, fmt::format("VG \"{}\" not found; give --pv DEVICE to create it", spec.vg));
+    if (vg)
+        if (std::optional<std::string> other = tag_value(vg->tags, kExportTag))
+            return fail(EEXIST, fmt::format("VG \"{}\" is already exported as \"{}\"", spec.vg,
+                                            *other));
+    return {};
+}
+
+Result<void> make_pool(Runner& runner, const ExportSpec& spec, Undo& undo) {
+    Result<CommandOutput> out = runner.run(lvs_argv(spec.vg));
+    if (!out) return tl::unexpected(out.error());
+    Result<std::vector<LvRecord>> lvs = parse_lvs(out->out);
+    if (!lvs) return tl::unexpected(lvs.error());
+    for (const LvRecord& lv : *lvs) {
+        if (lv.name != spec.thinpool) continue;
+        if (lv.segtype != "thin-pool")
+            return fail(EINVAL, fmt::format("LV \"{}/{}\" exists but is not a thin pool (segtype "
+                                            "{}); name another with --thinpool",
+                                            spec.vg, spec.thinpool, lv.segtype));
+        return {};
+    }
+    std::string extents = spec.extents.empty() ? "90%FREE" : spec.extents;
+    Result<CommandOutput> made =
+        runner.run(thinpool_create_argv(spec.vg, spec.thinpool, spec.size, extents));
+    if (!made) return tl::unexpected(made.error());
+    undo.steps.push_back(lvremove_argv(spec.vg, spec.thinpool));
+    return {};
+}
+
+}  // namespace
+
+std::string random_id(size_t hex_chars) {
+    std::random_device rd;
+    std::string out;
+    while (out.size() < hex_chars) out += fmt::format("{:08x}", rd());
+    return out.substr(0, hex_chars);
+}
+
+Export::Export(Runner& runner, const VgRecord& vg)
+    : runner_(runner), vg_(vg.name), extent_size_(vg.extent_size) {
+    name_ = tag_value(vg.tags, kExportTag).value_or(vg.name);
+    thinpool_ = tag_value(vg.tags, kPoolTag).value_or("pool");
+    std::optional<std::string> threshold = tag_value(vg.tags, kThresholdTag);
+    if (threshold) threshold_ = std::atoi(threshold->c_str());
+    vg_free_ = vg.free;
+}
+
+Result<Export> Export::open(Runner& runner, const std::string& name) {
+    Result<std::string> checked = check_export_name(name);
+    if (!checked) return tl::unexpected(checked.error());
+    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
+    if (!vgs) return tl::unexpected(vgs.error());
+    const VgRecord* vg = find_exported(*vgs, name);
+    if (!vg)
+        return fail(ENOENT, fmt::format("export \"{}\" not found (see `bdctl export list`, or "
+                                        "create it: bdctl export create {} --vg VG)",
+                                        name, name));
+    return Export(runner, *vg);
+}
+
+Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
+    for (const std::string* n : {&spec.name, &spec.vg, &spec.thinpool})
+        if (Result<std::string> ok = check_export_name(*n); !ok) return tl::unexpected(ok.error());
+    if (spec.threshold < 1 || spec.threshold > 100)
+        return fail(EINVAL, fmt::format("invalid threshold {}: give a percentage from 1 to 100",
+                                        spec.threshold));
+    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
+    if (!vgs) return tl::unexpected(vgs.error());
+    if (Result<void> ok = check_new_export(*vgs, spec); !ok) return tl::unexpected(ok.error());
+    Result<ExportLock> lock = ExportLock::acquire(spec.vg);
+    if (!lock) return tl::unexpected(lock.error());
+    Undo undo{runner, {}};
+    // Each step registers its undo; a failure unwinds so nothing half-made remains.
+    auto step = [&](Result<void> r) -> Result<void> {
+        if (!r) undo.rollback();
+        return r;
+    };
+    if (!spec.pvs.empty()) {
+        Result<CommandOutput> made = runner.run(vgcreate_argv(spec.vg, spec.pvs));
+        if (!made) return tl::unexpected(made.error());
+        undo.steps.push_back(vgremove_argv(spec.vg));
+    }
+    if (Result<void> ok = step(make_pool(runner, spec, undo)); !ok)
+        return tl::unexpected(ok.error());
+    // The bd.export tag is the commit point: without it there is no export.
+    TagEdit edit{{*make_tag(kPoolTag, spec.thinpool),
+                  fmt::format("{}={}", kThresholdTag, spec.threshold), "bd.v=1"},
+                 {}};
+    Result<CommandOutput> tagged = runner.run(vgchange_tags_argv(spec.vg, edit));
+    if (tagged) tagged = runner.run(vgchange_tags_argv(spec.vg, {{*make_tag(kExportTag, spec.name)}, {}}));
+    if (!tagged) {
+        undo.steps.push_back(vgchange_tags_argv(spec.vg, {{}, edit.add}));
+        undo.rollback();
+        return tl::unexpected(tagged.error());
+    }
+    Result<Export> ex = open(runner, spec.name);
+    if (!ex) return tl::unexpected(ex.error());
+    return ex->info();
+}
+
+Result<std::vector<ExportInfo>> Export::list(Runner& runner) {
+    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
+    if (!vgs) return tl::unexpected(vgs.error());
+    std::vector<ExportInfo> out;
+    for (const VgRecord& vg : *vgs) {
+        if (!tag_value(vg.tags, kExportTag)) continue;
+        Export ex(runner, vg);
+        Result<ExportInfo> info = ex.info();
+        if (!info) return tl::unexpected(info.error());
+        out.push_back(*info);
+    }
+    return out;
+}
+
+Result<Catalog> Export::scan() {
+    Result<CommandOutput> out = run(lvs_argv(vg_));
+    if (!out) return tl::unexpected(out.error());
+    Result<std::vector<LvRecord>> lvs = parse_lvs(out->out);
+    if (!lvs) return tl::unexpected(lvs.error());
+    Catalog cat = build_catalog(*lvs, thinpool_);
+    if (!cat.pool)
+        return fail(ENOENT, fmt::format("thin pool \"{}/{}\" of export \"{}\" is missing (recreate "
+                                        "it, or fix the bd.pool tag on VG \"{}\")",
+                                        vg_, thinpool_, name_, vg_));
+    return cat;
+}
+
+Result<ExportInfo> Export::info() {
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    ExportInfo info{name_, vg_, thinpool_, threshold_};
+    const LvRecord& pool = *cat->pool;
+    info.size = pool.size;
+    info.chunk_size = pool.chunk_size;
+    info.extent_size = extent_size_;
+    info.vg_free = vg_free_;
+    info.data_percent = pool.data_percent.value_or(0);
+    info.metadata_percent = pool.metadata_percent.value_or(0);
+    // The kernel's block counts are exact where LVM rounds to two decimals.
+    Result<ThinPoolStatus> st = dm_thin_pool_status(dm_name(vg_, thinpool_ + "-tpool"));
+    if (st && st->total_data_blocks) {
+        info.allocated = st->used_data_blocks * pool.chunk_size;
+        info.data_percent = st->data_percent();
+        info.metadata_percent = st->metadata_percent();
+    } else {
+        info.allocated = uint64_t(double(pool.size) * info.data_percent / 100.0);
+    }
+    info.volumes = cat->volumes.size();
+    info.leftovers = cat->leftovers.size();
+    return info;
+}
+
+Result<void> Export::set_threshold(int threshold) {
+    if (threshold < 1 || threshold > 100)
+        return fail(EINVAL, fmt::format("invalid threshold {}: give a percentage from 1 to 100",
+                                        threshold));
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    TagEdit edit{{fmt::format("{}={}", kThresholdTag, threshold)},
+                 {fmt::format("{}={}", kThresholdTag, threshold_)}};
+    Result<CommandOutput> out = run(vgchange_tags_argv(vg_, edit));
+    if (!out) return tl::unexpected(out.error());
+    threshold_ = threshold;
+    return {};
+}
+
+Result<void> Export::remove(bool force, bool destroy) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    if (!cat->volumes.empty() && !force && !destroy)
+        return fail(ENOTEMPTY, fmt::format("export \"{}\" still has {} volumes; delete them, pass "
+                                           "--force to unexport and keep them, or --destroy to "
+                                           "delete everything",
+                                           name_, cat->volumes.size()));
+    if (destroy) {
+        for (const Volume& v : cat->volumes)
+            if (v.open)
+                return fail(EBUSY, fmt::format("volume \"{}\" of export \"{}\" is open; stop its "
+                                               "user before destroying the export",
+                                               v.path, name_));
+        for (const Volume& v : cat->volumes)
+            if (auto r = run(lvremove_argv(vg_, v.lv)); !r) return tl::unexpected(r.error());
+        for (const Leftover& l : cat->leftovers)
+            if (auto r = run(lvremove_argv(vg_, l.lv.name)); !r) return tl::unexpected(r.error());
+        if (auto r = run(lvremove_argv(vg_, thinpool_)); !r) return tl::unexpected(r.error());
+    }
+    TagEdit edit{{},
+                 {*make_tag(kExportTag, name_), *make_tag(kPoolTag, thinpool_),
+                  fmt::format("{}={}", kThresholdTag, threshold_), "bd.v=1"}};
+    if (auto r = run(vgchange_tags_argv(vg_, edit)); !r) return tl::unexpected(r.error());
+    if (destroy && cat->lv_names.size() == cat->volumes.size() + cat->leftovers.size() + 1)
+        if (auto r = run(vgremove_argv(vg_)); !r) return tl::unexpected(r.error());
+    return {};
+}
+
+}  // namespace bd

@@ -1,0 +1,141 @@
+// An export: a VG plus a thin pool in it, shown as a tree of file-named volumes.
+// This is bd's one implementation of volume logic; bdctl, the libvirt backend
+// (through bdctl --json) and bdfs all call it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.h"
+#include "error.h"
+#include "runner.h"
+
+namespace bd {
+
+/// Default refusal threshold for create/clone, in percent of data or metadata.
+constexpr int kDefaultThreshold = 90;
+
+/// Settings and live state of one export.
+struct ExportInfo {
+    std::string name, vg, thinpool;
+    int threshold = kDefaultThreshold;
+    uint64_t size = 0, allocated = 0, chunk_size = 0, extent_size = 0, vg_free = 0;
+    double data_percent = 0, metadata_percent = 0;
+    size_t volumes = 0, leftovers = 0;
+};
+
+/// How to make an export (bdctl export create).
+struct ExportSpec {
+    std::string name, vg, thinpool = "pool";
+    std::vector<std::string> pvs;  ///< create the VG on these devices
+    uint64_t size = 0;             ///< thin pool size, or...
+    std::string extents;           ///< ...an extent spec ("100%FREE"); default 90%FREE
+    int threshold = kDefaultThreshold;
+};
+
+/// Progress of a long operation: bytes done of total.
+using Progress = std::function<void(uint64_t done, uint64_t total)>;
+
+/// Owner, mode, times and xattrs a front may set (unset fields stay).
+struct Attrs {
+    std::optional<uint32_t> uid, gid, mode;
+    std::optional<int64_t> mtime;
+    std::map<std::string, std::optional<std::string>> xattrs;  ///< nullopt removes
+};
+
+/// One fsck action, done or (dry run) proposed.
+struct Repair {
+    std::string lv, action;
+};
+
+/// Warnings for the caller to show (unfinished work found, pool nearly full).
+using Warn = std::function<void(const std::string&)>;
+
+class Export {
+public:
+    /// Finds the export named `name` (a VG tagged bd.export=NAME).
+    static Result<Export> open(Runner& runner, const std::string& name);
+    /// Creates VG (if pvs given), thin pool (if missing) and export tags; undoes all on failure.
+    static Result<ExportInfo> create(Runner& runner, const ExportSpec& spec);
+    /// Every export on this host.
+    static Result<std::vector<ExportInfo>> list(Runner& runner);
+
+    /// Live settings and pool usage (2 LVM calls + 1 dm query).
+    Result<ExportInfo> info();
+    /// Changes the fill threshold (percent) kept in the VG's tags.
+    Result<void> set_threshold(int threshold);
+    /// Removes the export tags; with `destroy`, also every volume, the pool and the VG.
+    Result<void> remove(bool force, bool destroy);
+
+    /// All volumes and leftovers (2 LVM calls, whatever the number of volumes).
+    Result<Catalog> scan();
+    /// The volume at `path` (ENOENT naming the export if absent).
+    Result<Volume> find(const std::string& path);
+
+    /// New thin (or thick) volume; size rounds up to extents.
+    Result<Volume> create_volume(const std::string& path, uint64_t size, bool thick,
+                                 const Attrs& attrs = {});
+    /// Writable copy: instant thin snapshot, or thin-aware full copy if `full`.
+    Result<Volume> clone(const std::string& src, const std::string& dst, bool full,
+                         const Progress& progress = {});
+    /// Read-only thin snapshot at `snap_path`, linked to its origin.
+    Result<Volume> snapshot(const std::string& src, const std::string& snap_path,
+                            const std::string& snap_name);
+    /// Snapshots linked to the volume at `path`.
+    Result<std::vector<Volume>> snapshots(const std::string& path);
+    /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
+    Result<Volume> rollback(const std::string& path, const std::string& snap);
+    /// New size; smaller only with `shrink`.
+    Result<Volume> resize(const std::string& path, uint64_t size, bool shrink);
+    /// Moves a volume to a new path in this export.
+    Result<Volume> rename(const std::string& src, const std::string& dst);
+    /// Deletes a volume (refused while open, or with snapshots unless asked).
+    Result<std::vector<std::string>> remove_volume(const std::string& path, bool with_snapshots);
+    /// Updates owner, mode, times, xattrs kept in tags.
+    Result<Volume> set_attrs(const std::string& path, const Attrs& attrs);
+    /// Finishes or undoes interrupted operations.
+    Result<std::vector<Repair>> fsck(bool dry_run);
+
+    /// The block device of a volume.
+    std::string device(const Volume& v) const { return "/dev/" + vg_ + "/" + v.lv; }
+    const std::string& name() const { return name_; }
+    const std::string& vg() const { return vg_; }
+    const std::string& thinpool() const { return thinpool_; }
+    int threshold() const { return threshold_; }
+    uint64_t extent_size() const { return extent_size_; }
+    /// Where warnings go (default: none).
+    void set_warn(Warn warn) { warn_ = std::move(warn); }
+
+private:
+    Export(Runner& runner, const VgRecord& vg);
+    Result<CommandOutput> run(const Argv& argv) { return runner_.run(argv); }
+    Result<Catalog> scan_for_change(const std::vector<std::string>& paths);
+    Result<void> check_space(const Catalog& cat);
+    Result<void> check_free(const Catalog& cat, const std::string& path);
+    Result<std::vector<std::string>> new_volume_tags(const std::string& path, const Attrs& a);
+    Result<Volume> find_in(const Catalog& cat, const std::string& path) const;
+    Result<void> canonicalize(const Volume& v, const Catalog& cat, std::vector<Repair>* log);
+    Result<void> copy_data(const Volume& src, const std::string& dst_lv, const Progress& p);
+    Result<void> check_closed(const Volume& v);
+
+    Runner& runner_;
+    std::string name_, vg_, thinpool_;
+    int threshold_ = kDefaultThreshold;
+    uint64_t extent_size_ = 4 << 20;
+    uint64_t vg_free_ = 0;
+    Warn warn_;
+};
+
+/// Maps LVM's failure text to a precise errno (ENOSPC, EBUSY) where unambiguous.
+Error classify(Error e);
+
+/// True if `tag` is "key=...".
+bool is_bd_tag(const std::string& tag, const char* key);
+
+/// A random hex id (volume ids, transaction ids).
+std::string random_id(size_t hex_chars);
+
+}  // namespace bd

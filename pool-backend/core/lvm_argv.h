@@ -1,0 +1,53 @@
+// Pure builders for every LVM command bd runs. Nothing here executes anything:
+// the argv goes to Runner (runner.h), and tests compare it with golden files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bd {
+
+using Argv = std::vector<std::string>;
+
+/// Tags to add and remove in one LVM command.
+struct TagEdit {
+    std::vector<std::string> add;
+    std::vector<std::string> del;
+};
+
+/// `vgs` JSON report of every VG (or one) with the fields the core reads.
+Argv vgs_argv(const std::string& vg = "");
+/// `lvs` JSON report of every LV in a VG with the fields the core reads.
+Argv lvs_argv(const std::string& vg);
+/// New VG on the given devices, carrying tags.
+Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs);
+/// Thin pool of a size in bytes, or of an extent spec like "90%FREE" when bytes == 0.
+Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t bytes,
+                          const std::string& extents);
+/// Thin LV of `bytes` virtual size in `pool`.
+Argv thin_create_argv(const std::string& vg, const std::string& pool, const std::string& lv,
+                      uint64_t bytes, const std::vector<std::string>& tags);
+/// Linear (thick) LV of `bytes`.
+Argv linear_create_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
+                        const std::vector<std::string>& tags);
+/// Thin snapshot of `origin`, active, read-only or writable.
+Argv thin_snapshot_argv(const std::string& vg, const std::string& origin, const std::string& lv,
+                        bool read_only, const std::vector<std::string>& tags);
+/// Removes one LV.
+Argv lvremove_argv(const std::string& vg, const std::string& lv);
+/// Renames one LV inside its VG.
+Argv lvrename_argv(const std::string& vg, const std::string& from, const std::string& to);
+/// Adds and removes LV tags in one metadata commit.
+Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagEdit& edit);
+/// Activates or deactivates one LV.
+Argv lvchange_activate_argv(const std::string& vg, const std::string& lv, bool active);
+/// Sets an LV's new size in bytes; shrinking needs `allow_shrink`.
+Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
+                   bool allow_shrink);
+/// Adds and removes VG tags in one metadata commit.
+Argv vgchange_tags_argv(const std::string& vg, const TagEdit& edit);
+/// Removes a whole VG.
+Argv vgremove_argv(const std::string& vg);
+
+}  // namespace bd

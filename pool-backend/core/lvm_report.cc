@@ -1,0 +1,133 @@
+#include "lvm_report.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "names.h"
+
+namespace bd {
+
+namespace {
+
+using nlohmann::json;
+
+std::string field(const json& row, const char* key) {
+    auto it = row.find(key);
+    return it != row.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+uint64_t number(const json& row, const char* key) {
+    std::string s = field(row, key);
+    uint64_t v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+}
+
+std::optional<double> percent(const json& row, const char* key) {
+    std::string s = field(row, key);
+    if (s.empty()) return std::nullopt;
+    return std::strtod(s.c_str(), nullptr);
+}
+
+std::vector<std::string> split_tags(const std::string& s) {
+    std::vector<std::string> tags;
+    size_t start = 0;
+    while (start < s.size()) {
+        size_t comma = s.find(',', start);
+        if (comma == std::string::npos) comma = s.size();
+        if (comma > start) tags.push_back(s.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return tags;
+}
+
+// Reports look like {"report": [{"lv": [{...}, ...]}]}; a VG filter can yield several
+// report objects, so rows from all of them are gathered.
+Result<std::vector<json>> rows(std::string_view text, const char* kind) {
+    json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded() || !doc.contains("report"))
+        return fail(EIO, fmt::format("cannot parse LVM {} report: not the expected JSON "
+                                     "(is lvm2 >= 2.02.158 installed?)",
+                                     kind));
+    std::vector<json> out;
+    for (const json& report : doc["report"])
+        if (report.contains(kind))
+            for (const json& row : report[kind]) out.push_back(row);
+    return out;
+}
+
+}  // namespace
+
+// Sample (lvm2 2.03.16, --units b --nosuffix, time_format "%s"):
+// {"report": [{"lv": [{"lv_name":"pool", "lv_uuid":"Xk1...", "lv_attr":"twi-aotz--",
+//   "lv_size":"67108864", "lv_tags":"", "pool_lv":"", "origin":"", "segtype":"thin-pool",
+//   "data_percent":"0.00", "metadata_percent":"10.94", "chunk_size":"65536",
+//   "lv_active":"active", "lv_device_open":"open", "lv_time":"1764115200",
+//   "lv_dm_path":"/dev/mapper/vg-pool"}, ...]}]}
+Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
+    Result<std::vector<json>> table = rows(text, "lv");
+    if (!table) return tl::unexpected(table.error());
+    std::vector<LvRecord> out;
+    for (const json& row : *table) {
+        LvRecord lv;
+        lv.name = field(row, "lv_name");
+        lv.uuid = field(row, "lv_uuid");
+        lv.attr = field(row, "lv_attr");
+        lv.size = number(row, "lv_size");
+        lv.tags = split_tags(field(row, "lv_tags"));
+        lv.pool = field(row, "pool_lv");
+        lv.origin = field(row, "origin");
+        lv.segtype = field(row, "segtype");
+        lv.data_percent = percent(row, "data_percent");
+        lv.metadata_percent = percent(row, "metadata_percent");
+        lv.chunk_size = number(row, "chunk_size");
+        lv.active = field(row, "lv_active") == "active";
+        lv.open = field(row, "lv_device_open") == "open";
+        lv.time = int64_t(number(row, "lv_time"));
+        lv.dm_path = field(row, "lv_dm_path");
+        out.push_back(std::move(lv));
+    }
+    return out;
+}
+
+// Sample: {"report": [{"vg": [{"vg_name":"vg0", "vg_uuid":"pQ2...", "vg_tags":"bd.export=bd",
+//   "vg_extent_size":"4194304", "vg_size":"1069547520", "vg_free":"0", "vg_seqno":"7"}]}]}
+Result<std::vector<VgRecord>> parse_vgs(std::string_view text) {
+    Result<std::vector<json>> table = rows(text, "vg");
+    if (!table) return tl::unexpected(table.error());
+    std::vector<VgRecord> out;
+    for (const json& row : *table) {
+        VgRecord vg;
+        vg.name = field(row, "vg_name");
+        vg.uuid = field(row, "vg_uuid");
+        vg.tags = split_tags(field(row, "vg_tags"));
+        vg.extent_size = number(row, "vg_extent_size");
+        vg.size = number(row, "vg_size");
+        vg.free = number(row, "vg_free");
+        vg.seqno = number(row, "vg_seqno");
+        out.push_back(std::move(vg));
+    }
+    return out;
+}
+
+std::vector<std::string> tag_values(const std::vector<std::string>& tags, std::string_view key) {
+    std::vector<std::string> out;
+    for (const std::string& tag : tags) {
+        if (tag.size() <= key.size() || tag.compare(0, key.size(), key) != 0 ||
+            tag[key.size()] != '=')
+            continue;
+        Result<std::string> value = tag_unescape(std::string_view(tag).substr(key.size() + 1));
+        if (value) out.push_back(*value);
+    }
+    return out;
+}
+
+std::optional<std::string> tag_value(const std::vector<std::string>& tags, std::string_view key) {
+    std::vector<std::string> values = tag_values(tags, key);
+    if (values.empty()) return std::nullopt;
+    return values.front();
+}
+
+}  // namespace bd

@@ -1,0 +1,56 @@
+// Parsers for LVM's JSON reports (lvs/vgs --reportformat json).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "error.h"
+
+namespace bd {
+
+/// One row of `lvs` (see lvs_argv for the fields).
+struct LvRecord {
+    std::string name;
+    std::string uuid;
+    std::string attr;  ///< lv_attr, e.g. "Vwi-a-tz--"
+    uint64_t size = 0;
+    std::vector<std::string> tags;
+    std::string pool;     ///< pool_lv: thin pool of a thin LV
+    std::string origin;   ///< LVM's origin (thin snapshots)
+    std::string segtype;  ///< "thin", "thin-pool", "linear", ...
+    std::optional<double> data_percent;
+    std::optional<double> metadata_percent;
+    uint64_t chunk_size = 0;
+    bool active = false;
+    bool open = false;
+    int64_t time = 0;     ///< creation time, epoch seconds
+    std::string dm_path;  ///< /dev/mapper/VG-LV
+};
+
+/// One row of `vgs`.
+struct VgRecord {
+    std::string name;
+    std::string uuid;
+    std::vector<std::string> tags;
+    uint64_t extent_size = 0;
+    uint64_t size = 0;
+    uint64_t free = 0;
+    uint64_t seqno = 0;
+};
+
+/// Parses `lvs --reportformat json` output.
+Result<std::vector<LvRecord>> parse_lvs(std::string_view json);
+
+/// Parses `vgs --reportformat json` output.
+Result<std::vector<VgRecord>> parse_vgs(std::string_view json);
+
+/// Value of the first "key=..." tag (unescaped), if any.
+std::optional<std::string> tag_value(const std::vector<std::string>& tags, std::string_view key);
+
+/// Values of every "key=..." tag (unescaped).
+std::vector<std::string> tag_values(const std::vector<std::string>& tags, std::string_view key);
+
+}  // namespace bd

@@ -1,0 +1,296 @@
+// Volume operations. Each mutating one takes the export lock, rescans, checks,
+// and then changes LVM in steps whose every intermediate state build_catalog
+// shows as either the old or the new state (see catalog.h).
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "dm.h"
+#include "export.h"
+#include "lock.h"
+#include "names.h"
+#include "size.h"
+
+namespace bd {
+
+// LVM's own words decide the errno where they are unambiguous.
+Error classify(Error e) {
+    const std::string& m = e.message;
+    if (m.find("nsufficient free space") != std::string::npos ||
+        m.find("out of data space") != std::string::npos)
+        e.code = ENOSPC;
+    else if (m.find(" in use") != std::string::npos)
+        e.code = EBUSY;
+    return e;
+}
+
+namespace {
+
+// Clones and snapshots start with their origin's owner and mode.
+Attrs owner_of(const Volume& v) {
+    Attrs a;
+    a.uid = v.uid;
+    a.gid = v.gid;
+    a.mode = v.mode;
+    return a;
+}
+
+std::string id_tag(const std::string& key, const std::string& value) {
+    return fmt::format("{}={}", key, value);
+}
+
+}  // namespace
+
+bool is_bd_tag(const std::string& tag, const char* key) {
+    return tag.rfind(std::string(key) + "=", 0) == 0;
+}
+
+Result<Volume> Export::find_in(const Catalog& cat, const std::string& path) const {
+    if (const Volume* v = cat.find(path)) return *v;
+    return fail(ENOENT, fmt::format("volume \"{}\" not found in export \"{}\" (see `bdctl list "
+                                    "{}`)",
+                                    path, name_, name_));
+}
+
+Result<Volume> Export::find(const std::string& path) {
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    return find_in(*cat, path);
+}
+
+// Reports unfinished work; refuses only when it involves the paths being changed.
+Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
+    Result<Catalog> cat = scan();
+    if (!cat) return cat;
+    size_t unfinished = cat->leftovers.size();
+    for (const Volume& v : cat->volumes) unfinished += v.canonical ? 0 : 1;
+    if (unfinished == 0) return cat;
+    if (warn_)
+        warn_(fmt::format("export \"{}\" has unfinished work from an interrupted operation ({} "
+                          "LVs); run `bdctl fsck {}`",
+                          name_, unfinished, name_));
+    for (const std::string& p : paths) {
+        const Volume* v = cat->find(p);
+        bool involved = v && !v->canonical;
+        for (const Leftover& l : cat->leftovers)
+            for (const char* key : {tags::kPath, tags::kTo})
+                for (const std::string& c : tag_values(l.lv.tags, key)) involved |= c == p;
+        if (involved)
+            return fail(EUCLEAN, fmt::format("volume \"{}\" in export \"{}\" has unfinished work "
+                                             "from an interrupted operation; run `bdctl fsck {}` "
+                                             "first",
+                                             p, name_, name_));
+    }
+    return cat;
+}
+
+Result<void> Export::check_free(const Catalog& cat, const std::string& path) {
+    if (cat.find(path))
+        return fail(EEXIST, fmt::format("volume \"{}\" already exists in export \"{}\" (choose "
+                                        "another path, or delete it first: bdctl delete {}:/{})",
+                                        path, name_, name_, path));
+    for (const Volume& v : cat.volumes) {
+        if (v.path.rfind(path + "/", 0) == 0)
+            return fail(EISDIR, fmt::format("\"{}\" is a directory in export \"{}\" (it holds "
+                                            "\"{}\"); choose another path",
+                                            path, name_, v.path));
+        if (path.rfind(v.path + "/", 0) == 0)
+            return fail(ENOTDIR, fmt::format("cannot create \"{}\" in export \"{}\": \"{}\" is a "
+                                             "volume, not a directory",
+                                             path, name_, v.path));
+    }
+    if (cat.has_lv(lv_name_for_path(path)))
+        return fail(EEXIST, fmt::format("LV \"{}/{}\" for path \"{}\" already exists but is not a "
+                                        "volume; run `bdctl fsck {}`",
+                                        vg_, lv_name_for_path(path), path, name_));
+    return {};
+}
+
+Result<void> Export::check_space(const Catalog& cat) {
+    const LvRecord& pool = *cat.pool;
+    double data = pool.data_percent.value_or(0), meta = pool.metadata_percent.value_or(0);
+    if (data < threshold_ && meta < threshold_) return {};
+    return fail(ENOSPC,
+                fmt::format("thin pool \"{}/{}\" of export \"{}\" is {:.1f}% full (data) and "
+                            "{:.1f}% (metadata), at or above the export's {}% threshold; extend "
+                            "it (lvextend -L +SIZE {}/{}, or --poolmetadatasize), delete volumes, "
+                            "or raise the threshold (bdctl export set {} --threshold N)",
+                            vg_, thinpool_, name_, data, meta, threshold_, vg_, thinpool_, name_));
+}
+
+Result<std::vector<std::string>> Export::new_volume_tags(const std::string& path,
+                                                         const Attrs& a) {
+    Result<std::string> path_tag = make_tag(tags::kPath, path);
+    if (!path_tag) return tl::unexpected(path_tag.error());
+    std::vector<std::string> out = {"bd.v=1", *path_tag, id_tag(tags::kId, random_id(16))};
+    if (a.uid) out.push_back(id_tag(tags::kUid, std::to_string(*a.uid)));
+    if (a.gid) out.push_back(id_tag(tags::kGid, std::to_string(*a.gid)));
+    if (a.mode) out.push_back(id_tag(tags::kMode, std::to_string(*a.mode)));
+    return out;
+}
+
+Result<Volume> Export::create_volume(const std::string& path, uint64_t size, bool thick,
+                                     const Attrs& attrs) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({path});
+    if (!cat) return tl::unexpected(cat.error());
+    if (Result<void> ok = check_free(*cat, path); !ok) return tl::unexpected(ok.error());
+    if (!thick)
+        if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
+    Result<uint64_t> bytes = round_up(size, extent_size_);
+    if (!bytes) return tl::unexpected(bytes.error());
+    Result<std::vector<std::string>> tags = new_volume_tags(path, attrs);
+    if (!tags) return tl::unexpected(tags.error());
+    std::string lv = lv_name_for_path(path);
+    // One lvcreate carries every tag: the volume appears whole or not at all.
+    Argv argv = thick ? linear_create_argv(vg_, lv, *bytes, *tags)
+                      : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
+    if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
+    return find(path);
+}
+
+Result<Volume> Export::clone(const std::string& src, const std::string& dst, bool full,
+                             const Progress& progress) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({src, dst});
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> s = find_in(*cat, src);
+    if (!s) return s;
+    if (Result<void> ok = check_free(*cat, dst); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
+    Result<std::vector<std::string>> tags = new_volume_tags(dst, owner_of(*s));
+    if (!tags) return tl::unexpected(tags.error());
+    if (!full && s->type != VolumeType::kThick) {
+        // A thin snapshot with its own tags is the whole clone, in one command.
+        Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
+        if (Result<CommandOutput> out = run(argv); !out)
+            return tl::unexpected(classify(out.error()));
+        return find(dst);
+    }
+    // Full copy: fill a hidden LV, then rename it into place (the commit point).
+    std::string txn = random_id(8);
+    std::string tmp = kTmpPrefix + txn;
+    tags->push_back(id_tag(tags::kTxn, txn));
+    Argv create = thin_create_argv(vg_, thinpool_, tmp, s->size, *tags);
+    if (Result<CommandOutput> out = run(create); !out)
+        return tl::unexpected(classify(out.error()));
+    Result<void> copied = copy_data(*s, tmp, progress);
+    Result<CommandOutput> renamed =
+        copied ? run(lvrename_argv(vg_, tmp, lv_name_for_path(dst))) : tl::unexpected(copied.error());
+    if (!renamed) {
+        (void)run(lvremove_argv(vg_, tmp));  // the first error is the one reported
+        return tl::unexpected(classify(renamed.error()));
+    }
+    Argv untag = lvchange_tags_argv(vg_, lv_name_for_path(dst), {{}, {id_tag(tags::kTxn, txn)}});
+    if (Result<CommandOutput> out = run(untag); !out) return tl::unexpected(out.error());
+    return find(dst);
+}
+
+Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_path,
+                                const std::string& snap_name) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({src, snap_path});
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> s = find_in(*cat, src);
+    if (!s) return s;
+    if (s->type == VolumeType::kThick)
+        return fail(EINVAL, fmt::format("volume \"{}\" is thick; thin snapshots need a thin "
+                                        "origin (make a thin copy first: bdctl clone --full)",
+                                        src));
+    if (Result<void> ok = check_free(*cat, snap_path); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
+    Result<std::vector<std::string>> tags = new_volume_tags(snap_path, owner_of(*s));
+    if (!tags) return tl::unexpected(tags.error());
+    Result<std::string> name_tag = make_tag(tags::kSnap, snap_name);
+    if (!name_tag) return tl::unexpected(name_tag.error());
+    tags->push_back(id_tag(tags::kSnapOf, s->id));
+    tags->push_back(*name_tag);
+    Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
+    if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
+    return find(snap_path);
+}
+
+Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> v = find_in(*cat, path);
+    if (!v) return tl::unexpected(v.error());
+    std::vector<Volume> out;
+    for (const Volume* s : cat->snapshots_of(v->id)) out.push_back(*s);
+    return out;
+}
+
+Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrink) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({path});
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> v = find_in(*cat, path);
+    if (!v) return v;
+    Result<uint64_t> bytes = round_up(size, extent_size_);
+    if (!bytes) return tl::unexpected(bytes.error());
+    if (*bytes == v->size) return v;
+    if (*bytes < v->size && !shrink)
+        return fail(EINVAL, fmt::format("refusing to shrink \"{}\" from {} to {}: data past the "
+                                        "new end would be lost (pass --shrink if you mean it)",
+                                        path, format_size(v->size), format_size(*bytes)));
+    if (Result<CommandOutput> out = run(lvresize_argv(vg_, v->lv, *bytes, shrink)); !out)
+        return tl::unexpected(classify(out.error()));
+    return find(path);
+}
+
+Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs) {
+    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({path});
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> v = find_in(*cat, path);
+    if (!v) return v;
+    if (!v->managed)
+        return fail(EPERM, fmt::format("volume \"{}\" was not made by bd; rename it inside the "
+                                       "export (bdctl rename) to adopt it before setting "
+                                       "attributes",
+                                       path));
+    TagEdit edit;
+    auto set = [&](const char* key, std::optional<int64_t> value) {
+        if (!value) return;
+        for (const std::string& t : v->raw_tags)
+            if (is_bd_tag(t, key)) edit.del.push_back(t);
+        edit.add.push_back(id_tag(key, std::to_string(*value)));
+    };
+    set(tags::kUid, attrs.uid);
+    set(tags::kGid, attrs.gid);
+    set(tags::kMode, attrs.mode);
+    set(tags::kMtime, attrs.mtime);
+    for (const auto& [name, value] : attrs.xattrs) {
+        std::string prefix = fmt::format("{}={}=", tags::kXattr, tag_escape_key(name));
+        for (const std::string& t : v->raw_tags)
+            if (t.rfind(prefix, 0) == 0) edit.del.push_back(t);
+        if (!value) continue;
+        std::string tag = prefix + tag_escape(*value);
+        if (tag.size() > kMaxTagLength)
+            return fail(E2BIG, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
+                                           "characters and an LVM tag holds {}",
+                                           name, path, tag.size(), kMaxTagLength));
+        edit.add.push_back(tag);
+    }
+    // LVM refuses to add a tag that is also being deleted; drop no-op pairs.
+    for (auto it = edit.add.begin(); it != edit.add.end();) {
+        auto d = std::find(edit.del.begin(), edit.del.end(), *it);
+        if (d == edit.del.end()) {
+            ++it;
+            continue;
+        }
+        edit.del.erase(d);
+        it = edit.add.erase(it);
+    }
+    if (edit.add.empty() && edit.del.empty()) return v;
+    if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, v->lv, edit)); !out)
+        return tl::unexpected(out.error());
+    return find(path);
+}
+
+}  // namespace bd
