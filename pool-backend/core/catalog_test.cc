@@ -1,1 +1,164 @@
+// The catalog decides what an export shows at every step of every
+// multi-step operation; these tests walk those steps on synthetic reports.
+#include "catalog.h"
+
 #include <gtest/gtest.h>
+
+#include "names.h"
+
+namespace bd {
+
+namespace {
+
+LvRecord pool() {
+    LvRecord lv;
+    lv.name = "pool";
+    lv.segtype = "thin-pool";
+    lv.data_percent = 10;
+    lv.metadata_percent = 5;
+    return lv;
+}
+
+LvRecord thin(const std::string& name, std::vector<std::string> tags) {
+    LvRecord lv;
+    lv.name = name;
+    lv.segtype = "thin";
+    lv.pool = "pool";
+    lv.size = 64 << 20;
+    lv.data_percent = 50;
+    lv.active = true;
+    lv.attr = "Vwi-a-tz--";
+    lv.tags = std::move(tags);
+    return lv;
+}
+
+LvRecord vol(const std::string& path, const std::string& id, std::vector<std::string> extra = {}) {
+    std::vector<std::string> t = {"bd.v=1", "bd.path=" + tag_escape(path), "bd.id=" + id};
+    t.insert(t.end(), extra.begin(), extra.end());
+    return thin(lv_name_for_path(path), t);
+}
+
+std::vector<std::string> paths(const Catalog& c) {
+    std::vector<std::string> out;
+    for (const Volume& v : c.volumes) out.push_back(v.path + (v.canonical ? "" : "*"));
+    return out;
+}
+
+using Paths = std::vector<std::string>;
+
+}  // namespace
+
+TEST(Catalog, ManagedForeignAndThick) {
+    LvRecord thick = vol("big", "t1");
+    thick.segtype = "linear";
+    thick.pool = "";
+    LvRecord other_thick;
+    other_thick.name = "swap";
+    other_thick.segtype = "linear";
+    Catalog c = build_catalog({pool(), vol("vm/a.img", "1"), thin("foreign", {}), thick,
+                               other_thick},
+                              "pool");
+    EXPECT_EQ(paths(c), (Paths{"big", "foreign", "vm/a.img"}));
+    EXPECT_EQ(c.find("big")->type, VolumeType::kThick);
+    EXPECT_FALSE(c.find("foreign")->managed);
+    EXPECT_EQ(*c.find("vm/a.img")->allocated, 32u << 20);
+    EXPECT_TRUE(c.leftovers.empty());
+    ASSERT_TRUE(c.pool);
+}
+
+TEST(Catalog, InactiveForeignHasUnknownAllocation) {
+    LvRecord f = thin("off", {});
+    f.active = false;
+    f.data_percent.reset();
+    Catalog c = build_catalog({pool(), f}, "pool");
+    ASSERT_TRUE(c.find("off"));
+    EXPECT_FALSE(c.find("off")->allocated);
+}
+
+TEST(Catalog, SnapshotsLinkToOrigin) {
+    Catalog c = build_catalog(
+        {pool(), vol("a", "A"), vol("a@s1", "S", {"bd.snapof=A", "bd.snap=s1"})}, "pool");
+    ASSERT_EQ(c.snapshots_of("A").size(), 1u);
+    EXPECT_EQ(c.find("a@s1")->origin_path, "a");
+    EXPECT_EQ(c.find("a@s1")->type, VolumeType::kSnapshot);
+    EXPECT_EQ(c.find("a@s1")->snapshot_name, "s1");
+}
+
+TEST(Catalog, RenameEveryStepShowsOldOrNew) {
+    // Step 1: stage bd.to=b on a's LV: still a.
+    LvRecord a = vol("a", "1", {"bd.to=b"});
+    EXPECT_EQ(paths(build_catalog({pool(), a}, "pool")), (Paths{"a*"}));
+    // Step 2 (commit): rename the LV to b's name: now b.
+    a.name = lv_name_for_path("b");
+    EXPECT_EQ(paths(build_catalog({pool(), a}, "pool")), (Paths{"b*"}));
+    // Step 3: bd.path=b added; step 4: stale tags removed.
+    a.tags.push_back("bd.path=b");
+    EXPECT_EQ(paths(build_catalog({pool(), a}, "pool")), (Paths{"b*"}));
+    a.tags = {"bd.v=1", "bd.path=b", "bd.id=1"};
+    EXPECT_EQ(paths(build_catalog({pool(), a}, "pool")), (Paths{"b"}));
+}
+
+TEST(Catalog, ForeignAdoptionByRename) {
+    LvRecord f = thin("foreign", {"bd.to=mine"});  // staged: ignored while unmanaged
+    EXPECT_EQ(paths(build_catalog({pool(), f}, "pool")), (Paths{"foreign"}));
+    f.tags.push_back("bd.v=1");  // commit
+    EXPECT_EQ(paths(build_catalog({pool(), f}, "pool")), (Paths{"mine*"}));
+}
+
+TEST(Catalog, RollbackEveryStepShowsOldOrNew) {
+    LvRecord o = vol("a", "A");
+    LvRecord s = vol("a@s", "S", {"bd.snapof=A", "bd.snap=s"});
+    // Step 1: hidden writable copy of the snapshot, staged for a.
+    LvRecord tmp = thin("_bd_tmp.t1", {"bd.v=1", "bd.to=a", "bd.id=A", "bd.txn=t1"});
+    Catalog c1 = build_catalog({pool(), o, s, tmp}, "pool");
+    EXPECT_EQ(paths(c1), (Paths{"a", "a@s"}));
+    EXPECT_EQ(c1.find("a")->lv, o.name);
+    EXPECT_EQ(c1.leftovers.size(), 1u);
+    // Step 2 (commit): old LV moved aside; the copy is a.
+    o.name = "_bd_old.t1";
+    Catalog c2 = build_catalog({pool(), o, s, tmp}, "pool");
+    EXPECT_EQ(paths(c2), (Paths{"a*", "a@s"}));
+    EXPECT_EQ(c2.find("a")->lv, "_bd_tmp.t1");
+    EXPECT_EQ(c2.find("a@s")->origin_path, "a");
+    // Step 3: copy renamed to the canonical name.
+    tmp.name = lv_name_for_path("a");
+    Catalog c3 = build_catalog({pool(), o, s, tmp}, "pool");
+    EXPECT_EQ(paths(c3), (Paths{"a*", "a@s"}));
+    EXPECT_EQ(c3.leftovers.size(), 1u);
+}
+
+TEST(Catalog, DeleteWithSnapshotsHidesTheFamily) {
+    LvRecord o = vol("a", "A");
+    LvRecord s = vol("a@s", "S", {"bd.snapof=A"});
+    LvRecord ss = vol("a@s@t", "T", {"bd.snapof=S"});
+    EXPECT_EQ(build_catalog({pool(), o, s, ss}, "pool").volumes.size(), 3u);
+    o.name = "_bd_del.x";  // commit
+    Catalog c = build_catalog({pool(), o, s, ss}, "pool");
+    EXPECT_TRUE(c.volumes.empty());
+    EXPECT_EQ(c.leftovers.size(), 3u);
+}
+
+TEST(Catalog, FullCloneInvisibleUntilRenamed) {
+    LvRecord tmp = thin("_bd_tmp.c1", {"bd.v=1", "bd.path=copy", "bd.id=C", "bd.txn=c1"});
+    Catalog c = build_catalog({pool(), tmp}, "pool");
+    EXPECT_TRUE(c.volumes.empty());
+    tmp.name = lv_name_for_path("copy");
+    EXPECT_EQ(paths(build_catalog({pool(), tmp}, "pool")), (Paths{"copy*"}));
+}
+
+TEST(Catalog, ManagedWinsOverForeignOfSamePath) {
+    Catalog c = build_catalog({pool(), thin("x", {}), vol("x", "1")}, "pool");
+    ASSERT_EQ(c.volumes.size(), 1u);
+    EXPECT_TRUE(c.volumes[0].managed);
+}
+
+TEST(Catalog, XattrsAndOwner) {
+    Catalog c = build_catalog(
+        {pool(), vol("a", "1", {"bd.uid=1000", "bd.mode=384", "bd.x=user.k!3Dx=v!20w"})}, "pool");
+    const Volume* v = c.find("a");
+    EXPECT_EQ(v->uid, 1000u);
+    EXPECT_EQ(v->mode, 0600u);
+    EXPECT_EQ(v->xattrs.at("user.k=x"), "v w");
+}
+
+}  // namespace bd

@@ -40,7 +40,9 @@ Argv lvs_argv(const std::string& vg) {
 }
 
 Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {
-    Argv argv = {"vgcreate", "--yes", vg};
+    // A bigger metadata area than LVM's 1 MiB default: bd keeps paths and links in
+    // tags, and thousands of volumes must fit.
+    Argv argv = {"vgcreate", "--yes", "--metadatasize", "16m", vg};
     argv.insert(argv.end(), pvs.begin(), pvs.end());
     return argv;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -70,6 +71,18 @@ std::string one_line(const std::string& text) {
     return out;
 }
 
+// Fault injection for the crash tests: BD_FAULT_KILL_AFTER=N sends SIGKILL to
+// this process right after its Nth successful LVM change (reports don't count),
+// which is exactly what `kill -9` at that point would do.
+void maybe_crash(const Argv& argv) {
+    static int remaining = [] {
+        const char* n = getenv("BD_FAULT_KILL_AFTER");
+        return n ? atoi(n) : 0;
+    }();
+    if (remaining <= 0 || argv[0] == "lvs" || argv[0] == "vgs") return;
+    if (--remaining == 0) raise(SIGKILL);
+}
+
 }  // namespace
 
 std::string argv_to_string(const Argv& argv) {
@@ -113,7 +126,10 @@ Result<CommandOutput> SystemRunner::run(const Argv& argv) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        maybe_crash(argv);
+        return output;
+    }
     std::string why = WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
                                         : fmt::format("signal {}", WTERMSIG(status));
     return fail(EIO, fmt::format("`{}` failed ({}): {}", argv_to_string(argv), why,

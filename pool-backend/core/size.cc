@@ -10,7 +10,7 @@ namespace bd {
 namespace {
 
 // LVM caps LV sizes at 8 EiB; we keep all sizes in signed 64-bit range.
-constexpr uint64_t kMaxSize = uint64_t(1) << 63;
+constexpr uint64_t kMaxSize = (uint64_t(1) << 63) - 1;
 
 std::string lower(std::string_view s) {
     std::string out(s);

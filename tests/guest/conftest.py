@@ -1,0 +1,126 @@
+"""Fixtures for the guest tests: real LVM on loop devices inside the test VM.
+
+These tests refuse to run outside the guest that tests/vm/run boots: without
+device-mapper they would fail anyway, and a skip would hide that.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("BD_BUILD_DIR", os.path.join(ROOT, "build"))
+BDCTL = os.path.join(BUILD, "virsh-ext", "bdctl")
+
+
+def pytest_sessionstart(session):
+    if not os.path.exists("/dev/mapper/control"):
+        raise pytest.UsageError(
+            "no device-mapper here: run the guest tests through tests/run "
+            "(or tests/vm/run -- /usr/bin/python3 -m pytest tests/guest)")
+    if not os.access(BDCTL, os.X_OK):
+        raise pytest.UsageError(f"{BDCTL} is not built: run `meson setup build && ninja -C build`")
+
+
+def sh(*argv, check=True, env=None, input=None):
+    """Runs a command, returns CompletedProcess with text output."""
+    full_env = dict(os.environ, **(env or {}))
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=full_env,
+                       input=input)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{argv} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+class Bd:
+    """One export on its own loop-device VG."""
+
+    def __init__(self, name, vg, loop):
+        self.name, self.vg, self.loop = name, vg, loop
+
+    def run(self, *args, rc=0, env=None):
+        r = sh(BDCTL, *args, check=False, env=env)
+        if rc is not None and r.returncode != rc:
+            raise AssertionError(f"bdctl {' '.join(map(str, args))}: exit {r.returncode}, "
+                                 f"wanted {rc}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+    def json(self, *args, rc=0, env=None):
+        return json.loads(self.run("--json", *args, rc=rc, env=env).stdout)
+
+    def spec(self, path):
+        return f"{self.name}:{path}"
+
+    def create(self, path, size="16M", *extra):
+        return self.json("create", self.spec(path), size, *extra)
+
+    def info(self, path):
+        return self.json("info", self.spec(path))
+
+    def paths(self):
+        return sorted(v["path"] for v in self.json("list", self.name)["volumes"])
+
+    def device(self, path):
+        return self.info(path)["device"]
+
+    def write(self, path, data, offset=0):
+        with open(self.device(path), "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def fill(self, path, mib, seed):
+        """Writes `mib` MiB of deterministic pseudo-random data, returns its sha256."""
+        block = hashlib.sha256(seed.encode()).digest() * (1 << 15)  # 1 MiB
+        with open(self.device(path), "r+b") as f:
+            for i in range(mib):
+                f.write(block[i % 32:] + block[:i % 32])
+            os.fsync(f.fileno())
+        return self.checksum(path, mib)
+
+    def checksum(self, path, mib):
+        h = hashlib.sha256()
+        with open(self.device(path), "rb") as f:
+            h.update(f.read(mib << 20))
+        return h.hexdigest()
+
+    def lvs(self):
+        out = sh("lvs", "--noheadings", "-o", "lv_name", self.vg).stdout
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+
+def make_export(tmp_root, name, pool_size="512M", disk_size="2G", extra=()):
+    vg = f"vg_{name}_{uuid.uuid4().hex[:6]}"
+    img = os.path.join(tmp_root, f"{vg}.img")
+    sh("truncate", "-s", disk_size, img)
+    loop = sh("losetup", "--find", "--show", img).stdout.strip()
+    bd = Bd(name, vg, loop)
+    bd.run("export", "create", name, "--vg", vg, "--pv", loop, "--size", pool_size, *extra)
+    return bd
+
+
+def destroy(bd):
+    sh("vgremove", "-f", "-y", bd.vg, check=False)
+    sh("losetup", "-d", bd.loop, check=False)
+
+
+@pytest.fixture
+def bd(tmp_path_factory, request):
+    """A fresh export for one test."""
+    name = "t" + uuid.uuid4().hex[:6]
+    b = make_export(tmp_path_factory.mktemp("pv"), name)
+    yield b
+    destroy(b)
+
+
+@pytest.fixture(scope="module")
+def shared_bd(tmp_path_factory):
+    """One export shared by a module's tests (each uses its own paths)."""
+    name = "m" + uuid.uuid4().hex[:6]
+    b = make_export(tmp_path_factory.mktemp("pv"), name)
+    yield b
+    destroy(b)
