@@ -23,8 +23,10 @@ TEST(ParseSize, RejectsBadInput) {
                             "abc", "1kb", "0x10"}) {
         Result<uint64_t> r = parse_size(bad);
         EXPECT_FALSE(r) << bad;
-        if (!r) EXPECT_NE(r.error().message.find(std::string("\"") + bad + "\""), std::string::npos)
-                    << "message must quote the input: " << r.error().message;
+        if (!r) {
+            EXPECT_NE(r.error().message.find(std::string("\"") + bad + "\""), std::string::npos)
+                << "message must quote the input: " << r.error().message;
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bdxml.h"
 #include "export.h"
 #include "names.h"
 #include "report.h"
@@ -27,7 +29,7 @@ struct Options {
     bool long_list = false;
     bool thick = false, full = false, shrink = false, with_snapshots = false;
     bool force = false, destroy = false, dry_run = false;
-    std::string target, second, size, vg, thinpool = "pool", extents, name = "bd";
+    std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -324,6 +326,37 @@ void do_fsck(const Options& o) {
     fmt::print("export \"{}\" is {}\n", ex.name(), clean ? "clean" : "NOT clean (see above)");
 }
 
+// Reads the image header: QEMU must be told qcow2 explicitly, never by probing.
+std::string image_format(const std::string& device) {
+    char magic[4] = {};
+    FILE* f = fopen(device.c_str(), "rb");
+    if (!f) return "raw";
+    size_t n = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return n == 4 && memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
+}
+
+void do_pool_xml(const Options& o) {
+    Export ex = open_export(o.target, o.json);
+    std::string doc = xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool());
+    if (o.json)
+        std::cout << json{{"xml", doc}}.dump(2) << "\n";
+    else
+        std::cout << doc;
+}
+
+void do_domain_disk(const Options& o) {
+    VolumeSpec spec = must(parse_volume_spec(o.target));
+    Export ex = open_export(spec.export_name, o.json);
+    Volume v = must(ex.find(spec.path));
+    std::string doc = xml::domain_disk_xml(o.name.empty() ? ex.name() : o.name, v.path, o.dev,
+                                           image_format(ex.device(v)));
+    if (o.json)
+        std::cout << json{{"xml", doc}}.dump(2) << "\n";
+    else
+        std::cout << doc;
+}
+
 // ---- the verb table ---------------------------------------------------------
 
 struct Verb {
@@ -401,6 +434,19 @@ std::vector<Verb> verbs() {
              c.add_flag("--dry-run", o.dry_run, "only say what would be done");
          },
          do_fsck},
+        {"pool-xml", "print a libvirt pool definition for an export (virsh pool-define)",
+         [](CLI::App& c, Options& o) {
+             add_target(c, o, "EXPORT");
+             c.add_option("--name", o.name, "libvirt pool name (default: the export's name)");
+         },
+         do_pool_xml},
+        {"domain-disk", "print a <disk type='volume'> element for a volume",
+         [](CLI::App& c, Options& o) {
+             add_target(c, o, "EXPORT:/path");
+             c.add_option("--pool", o.name, "libvirt pool name (default: the export's name)");
+             c.add_option("--target", o.dev, "guest device name (default vda)");
+         },
+         do_domain_disk},
     };
 }
 

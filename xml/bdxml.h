@@ -1,0 +1,16 @@
+// libvirt XML for bd objects, written with libxml2 so every value is escaped.
+#pragma once
+
+#include <string>
+
+namespace bd::xml {
+
+/// A ready bdpool.xml: <pool type='bd'> on VG/THINPOOL, target /dev/VG.
+std::string pool_xml(const std::string& pool_name, const std::string& vg,
+                     const std::string& thinpool);
+
+/// A <disk type='volume'> element for a domain, opened by QEMU as a block device.
+std::string domain_disk_xml(const std::string& pool_name, const std::string& volume,
+                            const std::string& target_dev, const std::string& format);
+
+}  // namespace bd::xml
