@@ -336,25 +336,24 @@ std::string image_format(const std::string& device) {
     return n == 4 && memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
 }
 
-void do_pool_xml(const Options& o) {
-    Export ex = open_export(o.target, o.json);
-    std::string doc = xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool());
+void print_xml(const Options& o, const std::string& doc) {
     if (o.json)
         std::cout << json{{"xml", doc}}.dump(2) << "\n";
     else
         std::cout << doc;
 }
 
+void do_pool_xml(const Options& o) {
+    Export ex = open_export(o.target, o.json);
+    print_xml(o, xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool()));
+}
+
 void do_domain_disk(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     Export ex = open_export(spec.export_name, o.json);
     Volume v = must(ex.find(spec.path));
-    std::string doc = xml::domain_disk_xml(o.name.empty() ? ex.name() : o.name, v.path, o.dev,
-                                           image_format(ex.device(v)));
-    if (o.json)
-        std::cout << json{{"xml", doc}}.dump(2) << "\n";
-    else
-        std::cout << doc;
+    print_xml(o, xml::domain_disk_xml(o.name.empty() ? ex.name() : o.name, v.path, o.dev,
+                                      image_format(ex.device(v))));
 }
 
 // ---- the verb table ---------------------------------------------------------
