@@ -15,7 +15,7 @@ import pytest
 from conftest import BDCTL
 
 
-def setup(bd):
+def prepare(bd):
     bd.create("/bystander.img", "16M")
     keep = bd.fill("/bystander.img", 4, "bystander")
     bd.create("/a.img", "32M")
@@ -52,7 +52,7 @@ CASES = [(op, k) for op, (_, steps, _, _) in OPS.items() for k in range(1, steps
 
 @pytest.mark.parametrize("op,kill_after", CASES, ids=[f"{o}-after-step{k}" for o, k in CASES])
 def test_kill9_then_fsck(bd, op, kill_after):
-    keep, a_old, a_new = setup(bd)
+    keep, a_old, a_new = prepare(bd)
     argv, steps, old, new = OPS[op]
     argv = [x.format(e=bd.name) for x in argv]
     r = bd.run(*argv, rc=None, env={"BD_FAULT_KILL_AFTER": str(kill_after)})
@@ -82,7 +82,7 @@ def test_kill9_then_fsck(bd, op, kill_after):
 
 
 def test_unfinished_work_is_reported_and_blocks_the_same_volume(bd):
-    setup(bd)
+    prepare(bd)
     bd.run("rollback", bd.spec("/a.img"), "s1", rc=None, env={"BD_FAULT_KILL_AFTER": "3"})
     r = bd.run("create", bd.spec("/other.img"), "4M")
     assert "unfinished work" in r.stderr and "bdctl fsck" in r.stderr

@@ -186,7 +186,7 @@ def test_delete_guards(shared_bd):
     r = shared_bd.run("delete", shared_bd.spec("/del.img"), rc=7)
     assert "--with-snapshots" in r.stderr and "del.img@s" in r.stderr
     # Open, as a VM would hold it: refused, and nothing is removed.
-    holder = subprocess.Popen(["sh", "-c", f"exec 3<{shared_bd.device('/del.img')}; sleep 60"])
+    holder = subprocess.Popen(["sh", "-c", f"exec 3<{shared_bd.device('/del.img')}; exec sleep 60"])
     try:
         time.sleep(0.5)
         r = shared_bd.run("delete", shared_bd.spec("/del.img"), "--with-snapshots", rc=5)
