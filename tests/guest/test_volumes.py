@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import BDCTL, sh
+from conftest import BDCTL, ROOT, sh
 
 
 def test_create_reports_rounded_size_and_json_fields(shared_bd):
@@ -227,3 +227,19 @@ def test_list_makes_a_fixed_number_of_lvm_calls(shared_bd):
 def test_human_error_for_bad_usage():
     r = sh(BDCTL, "create", check=False)
     assert r.returncode == 2 and "target is required" in r.stderr + r.stdout
+
+
+def test_pool_xml_and_domain_disk(shared_bd, tmp_path):
+    doc = shared_bd.run("pool-xml", shared_bd.name, "--name", "bdpool").stdout
+    assert f"<name>{shared_bd.vg}/pool</name>" in doc and "<name>bdpool</name>" in doc
+    (tmp_path / "pool.xml").write_text(doc)
+    sh("xmllint", "--noout", "--relaxng", f"{ROOT}/xml/storagepool-bd.rng", tmp_path / "pool.xml")
+    shared_bd.create("/xml/raw.img", "8M")
+    disk = shared_bd.run("domain-disk", shared_bd.spec("/xml/raw.img")).stdout
+    assert 'type="raw"' in disk and 'volume="xml/raw.img"' in disk
+    assert f'pool="{shared_bd.name}"' in disk
+    shared_bd.create("/xml/q.qcow2", "64M")
+    sh("qemu-img", "create", "-q", "-f", "qcow2", shared_bd.device("/xml/q.qcow2"), "60M")
+    disk = shared_bd.json("domain-disk", shared_bd.spec("/xml/q.qcow2"), "--target", "vdb")["xml"]
+    assert 'type="qcow2"' in disk and 'dev="vdb"' in disk
+    shared_bd.run("domain-disk", shared_bd.spec("/xml/none.img"), rc=3)
