@@ -88,6 +88,7 @@ bool is_pool_internal(const LvRecord& lv, const std::string& thinpool) {
 
 Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool) {
     Catalog cat;
+    cat.records = lvs;
     std::set<std::string> names;
     std::set<std::string> deleting_ids;
     for (const LvRecord& lv : lvs) {

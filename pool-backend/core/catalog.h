@@ -90,6 +90,7 @@ struct Catalog {
     bool has_lv(const std::string& name) const;
 
     std::vector<std::string> lv_names;  ///< every LV name in the VG
+    std::vector<LvRecord> records;      ///< the report this catalog was built from
 };
 
 /// Applies the rules above to one VG's LVs.

@@ -102,9 +102,31 @@ Export::Export(Runner& runner, const VgRecord& vg)
     vg_free_ = vg.free;
 }
 
-Result<Export> Export::open(Runner& runner, const std::string& name) {
+Result<Export> Export::open(Runner& runner, const std::string& name, Access access) {
     Result<std::string> checked = check_export_name(name);
     if (!checked) return tl::unexpected(checked.error());
+    // A change reads under the lock, so what it checks is what it changes.
+    std::unique_ptr<ExportLock> held;
+    if (access == Access::kChange) {
+        Result<ExportLock> lock = ExportLock::acquire(name);
+        if (!lock) return tl::unexpected(lock.error());
+        held = std::make_unique<ExportLock>(std::move(*lock));
+    }
+    Result<CommandOutput> out = runner.run(lvs_all_argv());
+    if (!out) return tl::unexpected(out.error());
+    Result<std::vector<LvRecord>> rows = parse_lvs(out->out);
+    if (!rows) return tl::unexpected(rows.error());
+    for (const LvRecord& row : *rows) {
+        if (tag_value(row.vg_tags, kExportTag) != name) continue;
+        VgRecord vg{row.vg_name, "", row.vg_tags, row.vg_extent_size, 0, row.vg_free, 0};
+        Export ex(runner, vg);
+        ex.cached_.emplace();
+        for (const LvRecord& lv : *rows)
+            if (lv.vg_name == vg.name) ex.cached_->push_back(lv);
+        ex.held_ = std::move(held);
+        return ex;
+    }
+    // An exported VG without LVs has lost its pool; vgs still finds it, and scan() says so.
     Result<std::vector<VgRecord>> vgs = all_vgs(runner);
     if (!vgs) return tl::unexpected(vgs.error());
     const VgRecord* vg = find_exported(*vgs, name);
@@ -112,7 +134,14 @@ Result<Export> Export::open(Runner& runner, const std::string& name) {
         return fail(ENOENT, fmt::format("export \"{}\" not found (see `bdctl export list`, or "
                                         "create it: bdctl export create {} --vg VG)",
                                         name, name));
-    return Export(runner, *vg);
+    Export ex(runner, *vg);
+    ex.held_ = std::move(held);
+    return ex;
+}
+
+Result<ExportLock> Export::lock_for_change() {
+    if (held_) return ExportLock::already_held();
+    return ExportLock::acquire(name_);
 }
 
 Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
@@ -124,7 +153,7 @@ Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
     Result<std::vector<VgRecord>> vgs = all_vgs(runner);
     if (!vgs) return tl::unexpected(vgs.error());
     if (Result<void> ok = check_new_export(*vgs, spec); !ok) return tl::unexpected(ok.error());
-    Result<ExportLock> lock = ExportLock::acquire(spec.vg);
+    Result<ExportLock> lock = ExportLock::acquire(spec.name);
     if (!lock) return tl::unexpected(lock.error());
     Undo undo{runner, {}};
     // Each step registers its undo; a failure unwinds so nothing half-made remains.
@@ -170,11 +199,18 @@ Result<std::vector<ExportInfo>> Export::list(Runner& runner) {
 }
 
 Result<Catalog> Export::scan() {
-    Result<CommandOutput> out = run(lvs_argv(vg_));
-    if (!out) return tl::unexpected(out.error());
-    Result<std::vector<LvRecord>> lvs = parse_lvs(out->out);
-    if (!lvs) return tl::unexpected(lvs.error());
-    Catalog cat = build_catalog(*lvs, thinpool_);
+    std::vector<LvRecord> lvs;
+    if (cached_) {
+        lvs = std::move(*cached_);
+        cached_.reset();
+    } else {
+        Result<CommandOutput> out = run(lvs_argv(vg_));
+        if (!out) return tl::unexpected(out.error());
+        Result<std::vector<LvRecord>> parsed = parse_lvs(out->out);
+        if (!parsed) return tl::unexpected(parsed.error());
+        lvs = std::move(*parsed);
+    }
+    Catalog cat = build_catalog(lvs, thinpool_);
     if (!cat.pool)
         return fail(ENOENT, fmt::format("thin pool \"{}/{}\" of export \"{}\" is missing (recreate "
                                         "it, or fix the bd.pool tag on VG \"{}\")",
@@ -185,8 +221,12 @@ Result<Catalog> Export::scan() {
 Result<ExportInfo> Export::info() {
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
+    return info_from(*cat);
+}
+
+ExportInfo Export::info_from(const Catalog& cat) {
     ExportInfo info{name_, vg_, thinpool_, threshold_};
-    const LvRecord& pool = *cat->pool;
+    const LvRecord& pool = *cat.pool;
     info.size = pool.size;
     info.chunk_size = pool.chunk_size;
     info.extent_size = extent_size_;
@@ -204,16 +244,33 @@ Result<ExportInfo> Export::info() {
     } else {
         info.allocated = uint64_t(double(pool.size) * info.data_percent / 100.0);
     }
-    info.volumes = cat->volumes.size();
-    info.leftovers = cat->leftovers.size();
+    info.volumes = cat.volumes.size();
+    info.leftovers = cat.leftovers.size();
     return info;
+}
+
+Result<std::vector<std::string>> Export::activate(const std::string& path) {
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    if (!path.empty() && !cat->find(path))
+        return fail(ENOENT, fmt::format("volume \"{}\" not found in export \"{}\"", path, name_));
+    std::vector<std::string> done;
+    for (const Volume& v : cat->volumes) {
+        if (v.active || (!path.empty() && v.path != path)) continue;
+        // -K: thin snapshots made outside bd carry LVM's activation-skip flag.
+        Argv argv = lvchange_activate_argv(vg_, v.lv, true);
+        argv.insert(argv.begin() + 1, "--ignoreactivationskip");
+        if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(out.error());
+        done.push_back(v.path);
+    }
+    return done;
 }
 
 Result<void> Export::set_threshold(int threshold) {
     if (threshold < 1 || threshold > 100)
         return fail(EINVAL, fmt::format("invalid threshold {}: give a percentage from 1 to 100",
                                         threshold));
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     TagEdit edit{{fmt::format("{}={}", kThresholdTag, threshold)},
                  {fmt::format("{}={}", kThresholdTag, threshold_)}};
@@ -224,7 +281,7 @@ Result<void> Export::set_threshold(int threshold) {
 }
 
 Result<void> Export::remove(bool force, bool destroy) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());

@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "catalog.h"
 #include "error.h"
+#include "lock.h"
 #include "runner.h"
 
 namespace bd {
@@ -54,17 +56,29 @@ struct Repair {
 /// Warnings for the caller to show (unfinished work found, pool nearly full).
 using Warn = std::function<void(const std::string&)>;
 
+/// What a caller means to do with an export it opens.
+enum class Access {
+    kRead,    ///< each change takes the export lock for itself
+    kChange,  ///< take the lock now, before the first read, and hold it
+};
+
 class Export {
 public:
-    /// Finds the export named `name` (a VG tagged bd.export=NAME).
-    static Result<Export> open(Runner& runner, const std::string& name);
+    /// Finds the export named `name` (a VG tagged bd.export=NAME) and reads it:
+    /// one `lvs`, which the first scan() then reuses.
+    static Result<Export> open(Runner& runner, const std::string& name,
+                               Access access = Access::kRead);
     /// Creates VG (if pvs given), thin pool (if missing) and export tags; undoes all on failure.
     static Result<ExportInfo> create(Runner& runner, const ExportSpec& spec);
     /// Every export on this host.
     static Result<std::vector<ExportInfo>> list(Runner& runner);
 
-    /// Live settings and pool usage (2 LVM calls + 1 dm query).
+    /// Live settings and pool usage (one scan + one dm query).
     Result<ExportInfo> info();
+    /// The same from a catalog already read (no LVM call).
+    ExportInfo info_from(const Catalog& cat);
+    /// Activates inactive volumes (all, or the one at `path`); returns their paths.
+    Result<std::vector<std::string>> activate(const std::string& path);
     /// Changes the fill threshold (percent) kept in the VG's tags.
     Result<void> set_threshold(int threshold);
     /// Removes the export tags; with `destroy`, also every volume, the pool and the VG.
@@ -98,6 +112,12 @@ public:
     Result<Volume> set_attrs(const std::string& path, const Attrs& attrs);
     /// Finishes or undoes interrupted operations.
     Result<std::vector<Repair>> fsck(bool dry_run);
+    /// Makes an explicit (possibly empty) directory; see dirs.h.
+    Result<void> make_dir(const std::string& path);
+    /// Removes an empty directory (ENOTEMPTY otherwise).
+    Result<void> remove_dir(const std::string& path);
+    /// Moves a directory and every volume below it; see dir_ops.cc for crash behaviour.
+    Result<void> rename_dir(const std::string& src, const std::string& dst);
 
     /// The block device of a volume.
     std::string device(const Volume& v) const { return "/dev/" + vg_ + "/" + v.lv; }
@@ -120,12 +140,16 @@ private:
     Result<void> canonicalize(const Volume& v, const Catalog& cat, std::vector<Repair>* log);
     Result<void> copy_data(const Volume& src, const std::string& dst_lv, const Progress& p);
     Result<void> check_closed(const Volume& v);
+    Result<ExportLock> lock_for_change();
+    Result<Volume> made(const Catalog& before, LvRecord lv, const std::string& path);
 
     Runner& runner_;
     std::string name_, vg_, thinpool_;
     int threshold_ = kDefaultThreshold;
     uint64_t extent_size_ = 4 << 20;
     uint64_t vg_free_ = 0;
+    std::optional<std::vector<LvRecord>> cached_;  ///< open()'s report, for the first scan()
+    std::unique_ptr<ExportLock> held_;             ///< set by Access::kChange
     Warn warn_;
 };
 

@@ -31,12 +31,15 @@ Argv vgs_argv(const std::string& vg) {
     return argv;
 }
 
-Argv lvs_argv(const std::string& vg) {
+constexpr const char* kLvFields =
+    "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
+    "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path";
+
+Argv lvs_argv(const std::string& vg) { return with_report_flags({"lvs", "-o", kLvFields, vg}); }
+
+Argv lvs_all_argv() {
     return with_report_flags(
-        {"lvs", "-o",
-         "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
-         "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path",
-         vg});
+        {"lvs", "-o", std::string(kLvFields) + ",vg_name,vg_tags,vg_extent_size,vg_free"});
 }
 
 Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {

@@ -20,6 +20,8 @@ struct TagEdit {
 Argv vgs_argv(const std::string& vg = "");
 /// `lvs` JSON report of every LV in a VG with the fields the core reads.
 Argv lvs_argv(const std::string& vg);
+/// The same for every VG, with each LV's VG fields: finds an export and reads it in one call.
+Argv lvs_all_argv();
 /// New VG on the given devices, carrying tags.
 Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs);
 /// Thin pool of a size in bytes, or of an extent spec like "90%FREE" when bytes == 0.

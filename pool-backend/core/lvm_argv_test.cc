@@ -36,6 +36,7 @@ TEST(Argv, Reports) {
     expect_golden("vgs_all", vgs_argv());
     expect_golden("vgs_one", vgs_argv("vg0"));
     expect_golden("lvs", lvs_argv("vg0"));
+    expect_golden("lvs_all", lvs_all_argv());
 }
 
 TEST(Argv, Export) {

@@ -87,6 +87,10 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.open = field(row, "lv_device_open") == "open";
         lv.time = int64_t(number(row, "lv_time"));
         lv.dm_path = field(row, "lv_dm_path");
+        lv.vg_name = field(row, "vg_name");
+        lv.vg_tags = split_tags(field(row, "vg_tags"));
+        lv.vg_extent_size = number(row, "vg_extent_size");
+        lv.vg_free = number(row, "vg_free");
         out.push_back(std::move(lv));
     }
     return out;

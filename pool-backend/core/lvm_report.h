@@ -28,6 +28,10 @@ struct LvRecord {
     bool open = false;
     int64_t time = 0;     ///< creation time, epoch seconds
     std::string dm_path;  ///< /dev/mapper/VG-LV
+    // VG fields, present when the report asked for them (lvs_all_argv).
+    std::string vg_name;
+    std::vector<std::string> vg_tags;
+    uint64_t vg_extent_size = 0, vg_free = 0;
 };
 
 /// One row of `vgs`.

@@ -83,7 +83,7 @@ Result<void> Export::canonicalize(const Volume& v, const Catalog& cat, std::vect
 }
 
 Result<Volume> Export::rollback(const std::string& path, const std::string& snap) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());
@@ -129,7 +129,7 @@ Result<Volume> Export::rollback(const std::string& path, const std::string& snap
 }
 
 Result<Volume> Export::rename(const std::string& src, const std::string& dst) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, dst});
     if (!cat) return tl::unexpected(cat.error());
@@ -162,7 +162,7 @@ Result<Volume> Export::rename(const std::string& src, const std::string& dst) {
 
 Result<std::vector<std::string>> Export::remove_volume(const std::string& path,
                                                        bool with_snapshots) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());
@@ -200,7 +200,7 @@ Result<std::vector<std::string>> Export::remove_volume(const std::string& path,
 }
 
 Result<std::vector<Repair>> Export::fsck(bool dry_run) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());

@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <ctime>
 
+#include "dirs.h"
 #include "dm.h"
 #include "export.h"
 #include "lock.h"
@@ -99,6 +101,10 @@ Result<void> Export::check_free(const Catalog& cat, const std::string& path) {
                                              "volume, not a directory",
                                              path, name_, v.path));
     }
+    if (is_directory(cat, path))
+        return fail(EISDIR, fmt::format("\"{}\" is a directory in export \"{}\"; choose another "
+                                        "path",
+                                        path, name_));
     if (cat.has_lv(lv_name_for_path(path)))
         return fail(EEXIST, fmt::format("LV \"{}/{}\" for path \"{}\" already exists but is not a "
                                         "volume; run `bdctl fsck {}`",
@@ -126,12 +132,59 @@ Result<std::vector<std::string>> Export::new_volume_tags(const std::string& path
     if (a.uid) out.push_back(id_tag(tags::kUid, std::to_string(*a.uid)));
     if (a.gid) out.push_back(id_tag(tags::kGid, std::to_string(*a.gid)));
     if (a.mode) out.push_back(id_tag(tags::kMode, std::to_string(*a.mode)));
+    if (a.mtime) out.push_back(id_tag(tags::kMtime, std::to_string(*a.mtime)));
+    for (const auto& [name, value] : a.xattrs) {
+        if (!value) continue;
+        std::string tag = fmt::format("{}={}={}", tags::kXattr, tag_escape_key(name),
+                                      tag_escape(*value));
+        if (tag.size() > kMaxTagLength)
+            return fail(E2BIG, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
+                                           "characters and an LVM tag holds {}",
+                                           name, path, tag.size(), kMaxTagLength));
+        out.push_back(tag);
+    }
     return out;
 }
 
+// What one lvcreate just made, shown through the same catalog rules a fresh
+// report would go through: a one-command change needs no second read.
+Result<Volume> Export::made(const Catalog& before, LvRecord lv, const std::string& path) {
+    lv.active = true;
+    lv.time = time(nullptr);
+    lv.dm_path = "/dev/mapper/" + dm_name(vg_, lv.name);
+    std::vector<LvRecord> rows = before.records;
+    rows.push_back(std::move(lv));
+    return find_in(build_catalog(rows, thinpool_), path);
+}
+
+namespace {
+
+// The row `lvs` would show for a new thin LV, or a thin snapshot of `origin`.
+LvRecord new_thin(const std::string& name, const std::string& pool, uint64_t size,
+                  std::vector<std::string> tags, const LvRecord* origin, bool read_only) {
+    LvRecord lv;
+    lv.name = name;
+    lv.attr = read_only ? "Vri-a-tz--" : "Vwi-a-tz--";
+    lv.size = origin ? origin->size : size;
+    lv.tags = std::move(tags);
+    lv.pool = pool;
+    lv.segtype = "thin";
+    lv.data_percent = origin && origin->data_percent ? *origin->data_percent : 0.0;
+    if (origin) lv.origin = origin->name;
+    return lv;
+}
+
+const LvRecord* record_of(const Catalog& cat, const std::string& lv) {
+    for (const LvRecord& r : cat.records)
+        if (r.name == lv) return &r;
+    return nullptr;
+}
+
+}  // namespace
+
 Result<Volume> Export::create_volume(const std::string& path, uint64_t size, bool thick,
                                      const Attrs& attrs) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());
@@ -147,12 +200,13 @@ Result<Volume> Export::create_volume(const std::string& path, uint64_t size, boo
     Argv argv = thick ? linear_create_argv(vg_, lv, *bytes, *tags)
                       : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
-    return find(path);
+    if (thick) return find(path);
+    return made(*cat, new_thin(lv, thinpool_, *bytes, *tags, nullptr, false), path);
 }
 
 Result<Volume> Export::clone(const std::string& src, const std::string& dst, bool full,
                              const Progress& progress) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, dst});
     if (!cat) return tl::unexpected(cat.error());
@@ -167,7 +221,9 @@ Result<Volume> Export::clone(const std::string& src, const std::string& dst, boo
         Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
         if (Result<CommandOutput> out = run(argv); !out)
             return tl::unexpected(classify(out.error()));
-        return find(dst);
+        const LvRecord* origin = record_of(*cat, s->lv);
+        if (!origin) return find(dst);
+        return made(*cat, new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false), dst);
     }
     // Full copy: fill a hidden LV, then rename it into place (the commit point).
     std::string txn = random_id(8);
@@ -190,7 +246,7 @@ Result<Volume> Export::clone(const std::string& src, const std::string& dst, boo
 
 Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_path,
                                 const std::string& snap_name) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, snap_path});
     if (!cat) return tl::unexpected(cat.error());
@@ -210,7 +266,10 @@ Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_
     tags->push_back(*name_tag);
     Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
-    return find(snap_path);
+    const LvRecord* origin = record_of(*cat, s->lv);
+    if (!origin) return find(snap_path);
+    return made(*cat, new_thin(lv_name_for_path(snap_path), thinpool_, 0, *tags, origin, true),
+                snap_path);
 }
 
 Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
@@ -224,7 +283,7 @@ Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
 }
 
 Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrink) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());
@@ -243,7 +302,7 @@ Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrin
 }
 
 Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs) {
-    Result<ExportLock> lock = ExportLock::acquire(vg_);
+    Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());

@@ -51,10 +51,11 @@ inline void must(Result<void> r) {
 
 SystemRunner g_runner;
 
-Export open_export(const std::string& name, bool json) {
-    Export ex = must(Export::open(g_runner, name));
-    ex.set_warn([json](const std::string& msg) { fmt::print(stderr, "bdctl: warning: {}\n", msg); });
-    (void)json;
+// Verbs that change an export open it with Access::kChange: the lock is taken
+// before the first read, so that one read serves both the checks and the change.
+Export open_export(const std::string& name, Access access = Access::kRead) {
+    Export ex = must(Export::open(g_runner, name, access));
+    ex.set_warn([](const std::string& msg) { fmt::print(stderr, "bdctl: warning: {}\n", msg); });
     return ex;
 }
 
@@ -145,7 +146,7 @@ void do_export_list(const Options& o) {
 }
 
 void do_export_info(const Options& o) {
-    Export ex = open_export(o.target, o.json);
+    Export ex = open_export(o.target);
     ExportInfo info = must(ex.info());
     if (o.json)
         std::cout << to_json(info).dump(2) << "\n";
@@ -154,13 +155,13 @@ void do_export_info(const Options& o) {
 }
 
 void do_export_set(const Options& o) {
-    Export ex = open_export(o.target, o.json);
+    Export ex = open_export(o.target, Access::kChange);
     must(ex.set_threshold(o.threshold));
     do_export_info(o);
 }
 
 void do_export_delete(const Options& o) {
-    Export ex = open_export(o.target, o.json);
+    Export ex = open_export(o.target, Access::kChange);
     must(ex.remove(o.force, o.destroy));
     if (o.json)
         std::cout << json{{"deleted", o.target}}.dump(2) << "\n";
@@ -171,7 +172,7 @@ void do_export_delete(const Options& o) {
 void do_create(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     uint64_t size = must(parse_size(o.size));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Volume v = must(ex.create_volume(spec.path, size, o.thick));
     print_volume(o, ex, v, "created");
     note_rounding(o, size, v);
@@ -179,7 +180,7 @@ void do_create(const Options& o) {
 
 void do_delete(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     std::vector<std::string> gone = must(ex.remove_volume(spec.path, o.with_snapshots));
     if (o.json) {
         std::cout << json{{"deleted", gone}}.dump(2) << "\n";
@@ -191,7 +192,7 @@ void do_delete(const Options& o) {
 void do_clone(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     std::string dst = same_export_path(spec, o.second);
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Progress progress = o.full ? progress_printer(spec.path) : Progress{};
     Volume v = must(ex.clone(spec.path, dst, o.full, progress));
     print_volume(o, ex, v, o.full ? "copied" : "cloned");
@@ -207,7 +208,7 @@ void do_snapshot(const Options& o) {
                                            "'/', or a full path starting with '/'",
                                            o.second)}};
     std::string path = must(normalize_path(full_path ? o.second : spec.path + "@" + name));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Volume v = must(ex.snapshot(spec.path, path, name));
     print_volume(o, ex, v, "snapshot");
 }
@@ -235,7 +236,7 @@ void print_table(const Options& o, const Export& ex, const std::vector<Volume>& 
 
 void do_list(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target, /*allow_root=*/true));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name);
     Catalog cat = must(ex.scan());
     std::vector<Volume> vols;
     for (const Volume& v : cat.volumes)
@@ -244,7 +245,7 @@ void do_list(const Options& o) {
     if (o.json) {
         json arr = json::array();
         for (const Volume& v : vols) arr.push_back(to_json(v, ex));
-        json jex = {{"name", ex.name()}, {"vg", ex.vg()}, {"thinpool", ex.thinpool()}};
+        json jex = to_json(ex.info_from(cat));
         std::cout << json{{"export", jex}, {"volumes", arr}, {"leftovers", cat.leftovers.size()}}.dump(2) << "\n";
         return;
     }
@@ -256,7 +257,7 @@ void do_list(const Options& o) {
 
 void do_info(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name);
     Volume v = must(ex.find(spec.path));
     if (o.json) {
         std::cout << to_json(v, ex).dump(2) << "\n";
@@ -268,7 +269,7 @@ void do_info(const Options& o) {
 
 void do_snapshots(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name);
     std::vector<Volume> snaps = must(ex.snapshots(spec.path));
     if (o.json) {
         json arr = json::array();
@@ -288,7 +289,7 @@ void do_snapshots(const Options& o) {
 
 void do_rollback(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Volume v = must(ex.rollback(spec.path, o.second));
     print_volume(o, ex, v, "rolled back");
 }
@@ -296,7 +297,7 @@ void do_rollback(const Options& o) {
 void do_resize(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     uint64_t size = must(parse_size(o.size));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Volume v = must(ex.resize(spec.path, size, o.shrink));
     print_volume(o, ex, v, "resized");
     note_rounding(o, size, v);
@@ -305,13 +306,13 @@ void do_resize(const Options& o) {
 void do_rename(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     std::string dst = same_export_path(spec, o.second);
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name, Access::kChange);
     Volume v = must(ex.rename(spec.path, dst));
     print_volume(o, ex, v, "renamed to");
 }
 
 void do_fsck(const Options& o) {
-    Export ex = open_export(o.target, o.json);
+    Export ex = open_export(o.target, Access::kChange);
     std::vector<Repair> log = must(ex.fsck(o.dry_run));
     Catalog after = must(ex.scan());
     bool clean = after.leftovers.empty();
@@ -324,6 +325,17 @@ void do_fsck(const Options& o) {
     }
     for (const Repair& r : log) fmt::print("{}: {}\n", r.lv, r.action);
     fmt::print("export \"{}\" is {}\n", ex.name(), clean ? "clean" : "NOT clean (see above)");
+}
+
+void do_activate(const Options& o) {
+    VolumeSpec spec = must(parse_volume_spec(o.target, /*allow_root=*/true));
+    Export ex = open_export(spec.export_name, Access::kChange);
+    std::vector<std::string> done = must(ex.activate(spec.path));
+    if (o.json) {
+        std::cout << json{{"activated", done}}.dump(2) << "\n";
+        return;
+    }
+    for (const std::string& p : done) fmt::print("activated {}:/{}\n", ex.name(), p);
 }
 
 // Reads the image header: QEMU must be told qcow2 explicitly, never by probing.
@@ -344,13 +356,13 @@ void print_xml(const Options& o, const std::string& doc) {
 }
 
 void do_pool_xml(const Options& o) {
-    Export ex = open_export(o.target, o.json);
+    Export ex = open_export(o.target);
     print_xml(o, xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool()));
 }
 
 void do_domain_disk(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    Export ex = open_export(spec.export_name, o.json);
+    Export ex = open_export(spec.export_name);
     Volume v = must(ex.find(spec.path));
     print_xml(o, xml::domain_disk_xml(o.name.empty() ? ex.name() : o.name, v.path, o.dev,
                                       image_format(ex.device(v))));
@@ -433,6 +445,8 @@ std::vector<Verb> verbs() {
              c.add_flag("--dry-run", o.dry_run, "only say what would be done");
          },
          do_fsck},
+        {"activate", "activate inactive volumes: EXPORT[:/path] (e.g. at pool start)",
+         [](CLI::App& c, Options& o) { add_target(c, o, "EXPORT[:/path]"); }, do_activate},
         {"pool-xml", "print a libvirt pool definition for an export (virsh pool-define)",
          [](CLI::App& c, Options& o) {
              add_target(c, o, "EXPORT");

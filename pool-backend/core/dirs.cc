@@ -1,0 +1,53 @@
+#include "dirs.h"
+
+#include "lvm_report.h"
+#include "names.h"
+
+namespace bd {
+
+namespace {
+
+void add_with_ancestors(std::set<std::string>& out, std::string dir) {
+    while (!dir.empty() && out.insert(dir).second) dir = parent_dir(dir);
+}
+
+}  // namespace
+
+std::vector<std::string> explicit_dirs(const Catalog& cat) {
+    if (!cat.pool) return {};
+    return tag_values(cat.pool->tags, tags::kDir);
+}
+
+std::set<std::string> directories(const Catalog& cat) {
+    std::set<std::string> out;
+    for (const std::string& d : explicit_dirs(cat)) add_with_ancestors(out, d);
+    for (const Volume& v : cat.volumes) add_with_ancestors(out, parent_dir(v.path));
+    return out;
+}
+
+bool is_directory(const Catalog& cat, const std::string& path) {
+    return path.empty() || directories(cat).count(path) > 0;
+}
+
+bool directory_empty(const Catalog& cat, const std::string& dir) {
+    for (const Volume& v : cat.volumes)
+        if (is_within(v.path, dir) && v.path != dir) return false;
+    for (const std::string& d : explicit_dirs(cat))
+        if (is_within(d, dir) && d != dir) return false;
+    return true;
+}
+
+bool is_within(const std::string& path, const std::string& dir) {
+    if (dir.empty()) return true;
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                           path[dir.size()] == '/');
+}
+
+std::string reparent(const std::string& path, const std::string& from, const std::string& to) {
+    if (!is_within(path, from)) return path;
+    std::string rest = path.substr(from.size());
+    if (to.empty() && !rest.empty() && rest[0] == '/') rest.erase(0, 1);
+    return to + rest;
+}
+
+}  // namespace bd

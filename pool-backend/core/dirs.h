@@ -1,0 +1,38 @@
+// Directories of an export. A directory exists when a volume path runs through
+// it (implicit) or when it was made on its own (explicit, e.g. bdfs mkdir).
+// Explicit directories are "bd.dir=PATH" tags on the export's thin pool LV:
+// the pool's row is in every `lvs` report, so one listing still costs one
+// `lvs`, and each mkdir/rmdir is one atomic `lvchange`.
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "catalog.h"
+
+namespace bd {
+
+namespace tags {
+inline constexpr const char* kDir = "bd.dir";  ///< an explicit directory, on the thin pool LV
+}  // namespace tags
+
+/// Explicit directories: the bd.dir tags of the thin pool (unescaped).
+std::vector<std::string> explicit_dirs(const Catalog& cat);
+
+/// Every directory: explicit ones, their ancestors and every volume's ancestors ("" excluded).
+std::set<std::string> directories(const Catalog& cat);
+
+/// True if `path` is a directory of the export ("" is the root and always is).
+bool is_directory(const Catalog& cat, const std::string& path);
+
+/// True if `dir` holds no volume and no explicit directory.
+bool directory_empty(const Catalog& cat, const std::string& dir);
+
+/// `path` with its leading `from` directory replaced by `to` ("a/b/c", "a", "x" -> "x/b/c").
+std::string reparent(const std::string& path, const std::string& from, const std::string& to);
+
+/// True if `path` is `dir` itself or lies below it.
+bool is_within(const std::string& path, const std::string& dir);
+
+}  // namespace bd

@@ -1,0 +1,58 @@
+#include "dirs.h"
+
+#include <gtest/gtest.h>
+
+#include "names.h"
+
+namespace bd {
+
+namespace {
+
+Catalog catalog(const std::vector<std::string>& volumes, const std::vector<std::string>& dirs) {
+    Catalog cat;
+    LvRecord pool;
+    pool.name = "pool";
+    for (const std::string& d : dirs) pool.tags.push_back(*make_tag(tags::kDir, d));
+    cat.pool = pool;
+    for (const std::string& p : volumes) {
+        Volume v;
+        v.path = p;
+        cat.volumes.push_back(v);
+    }
+    return cat;
+}
+
+}  // namespace
+
+TEST(Dirs, ImplicitAndExplicit) {
+    Catalog cat = catalog({"vm/a.img", "x/y/z.img"}, {"empty", "deep/er"});
+    std::set<std::string> want = {"vm", "x", "x/y", "empty", "deep", "deep/er"};
+    EXPECT_EQ(directories(cat), want);
+    EXPECT_TRUE(is_directory(cat, ""));
+    EXPECT_FALSE(is_directory(cat, "vm/a.img"));
+}
+
+TEST(Dirs, EscapedNamesRoundTrip) {
+    Catalog cat = catalog({}, {"sp ace/é"});
+    EXPECT_EQ(explicit_dirs(cat), std::vector<std::string>{"sp ace/é"});
+}
+
+TEST(Dirs, Emptiness) {
+    Catalog cat = catalog({"vm/a.img"}, {"e", "f", "f/g"});
+    EXPECT_FALSE(directory_empty(cat, "vm"));
+    EXPECT_TRUE(directory_empty(cat, "e"));
+    EXPECT_FALSE(directory_empty(cat, "f"));
+    EXPECT_TRUE(directory_empty(cat, "f/g"));
+}
+
+TEST(Dirs, Within) {
+    EXPECT_TRUE(is_within("a/b", "a"));
+    EXPECT_TRUE(is_within("a", "a"));
+    EXPECT_FALSE(is_within("ab", "a"));
+    EXPECT_TRUE(is_within("a", ""));
+    EXPECT_EQ(reparent("a/b/c", "a", "x"), "x/b/c");
+    EXPECT_EQ(reparent("a", "a", "x/y"), "x/y");
+    EXPECT_EQ(reparent("ab", "a", "x"), "ab");
+}
+
+}  // namespace bd

@@ -1,0 +1,23 @@
+// Thin LV and thin-pool usage from the kernel, without committing the pool's
+// metadata. dm_thin_pool_status (dm.h) lets the kernel commit first, which is
+// right for `export info` but too slow for per-write or per-stat use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dm.h"
+#include "error.h"
+
+namespace bd {
+
+/// Bytes a thin LV maps in its pool (dm device `name`, e.g. "vg0-disk0").
+Result<uint64_t> dm_thin_mapped_bytes(const std::string& name);
+
+/// Thin-pool status queried with no metadata flush (the "-tpool" layer or the bare pool).
+Result<ThinPoolStatus> dm_thin_pool_status_noflush(const std::string& vg, const std::string& pool);
+
+/// Parses a thin target's status ("<mapped sectors> <highest mapped sector>|-"); bytes mapped.
+Result<uint64_t> parse_thin_status(const std::string& params);
+
+}  // namespace bd
