@@ -56,10 +56,11 @@ Result<void> Export::remove_dir(const std::string& path) {
         return fail(ENOTDIR, fmt::format("\"{}\" in export \"{}\" is a volume, not a directory",
                                          *norm, name_));
     if (!is_directory(*cat, *norm))
-        return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", *norm, name_));
+        return fail(ENOENT,
+                    fmt::format("directory \"{}\" not found in export \"{}\"", *norm, name_));
     if (!directory_empty(*cat, *norm))
-        return fail(ENOTEMPTY, fmt::format("directory \"{}\" in export \"{}\" is not empty",
-                                           *norm, name_));
+        return fail(ENOTEMPTY,
+                    fmt::format("directory \"{}\" in export \"{}\" is not empty", *norm, name_));
     TagEdit edit;
     for (const std::string& t : cat->pool->tags)
         if (t == *make_tag(tags::kDir, *norm)) edit.del.push_back(t);
@@ -79,8 +80,8 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
     if (!to) return tl::unexpected(to.error());
     if (*from == *to) return {};
     if (is_within(*to, *from))
-        return fail(EINVAL, fmt::format("cannot move directory \"{}\" into itself (\"{}\")", *from,
-                                        *to));
+        return fail(EINVAL,
+                    fmt::format("cannot move directory \"{}\" into itself (\"{}\")", *from, *to));
     std::vector<std::string> volumes;
     {
         Result<ExportLock> lock = lock_for_change();
@@ -88,14 +89,14 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
         Result<Catalog> cat = scan();
         if (!cat) return tl::unexpected(cat.error());
         if (!is_directory(*cat, *from) || cat->find(*from))
-            return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", *from,
-                                            name_));
+            return fail(ENOENT,
+                        fmt::format("directory \"{}\" not found in export \"{}\"", *from, name_));
         if (cat->find(*to))
-            return fail(ENOTDIR, fmt::format("cannot move directory \"{}\" over volume \"{}\"",
-                                             *from, *to));
+            return fail(ENOTDIR,
+                        fmt::format("cannot move directory \"{}\" over volume \"{}\"", *from, *to));
         if (is_directory(*cat, *to) && !directory_empty(*cat, *to))
-            return fail(ENOTEMPTY, fmt::format("directory \"{}\" in export \"{}\" is not empty",
-                                               *to, name_));
+            return fail(ENOTEMPTY,
+                        fmt::format("directory \"{}\" in export \"{}\" is not empty", *to, name_));
         if (!is_directory(*cat, *to))
             if (Result<void> ok = check_parent(*cat, *to, name_); !ok) return ok;
         TagEdit edit;

@@ -235,7 +235,7 @@ ExportInfo Export::info_from(const Catalog& cat) {
     info.metadata_percent = pool.metadata_percent.value_or(0);
     // The kernel's block counts are exact where LVM rounds to two decimals.
     // LVM stacks "-tpool" under the pool once thin LVs exist; before that the pool is bare.
-    Result<ThinPoolStatus> st = dm_thin_pool_status(dm_name(vg_, thinpool_ + "-tpool"));
+    Result<ThinPoolStatus> st = dm_thin_pool_status(dm_name(vg_, thinpool_) + "-tpool");
     if (!st) st = dm_thin_pool_status(dm_name(vg_, thinpool_));
     if (st && st->total_data_blocks) {
         info.allocated = st->used_data_blocks * pool.chunk_size;

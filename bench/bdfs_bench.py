@@ -1,0 +1,101 @@
+"""bdfs benchmarks: ratios measured side by side in one guest run (bench/run bdfs).
+
+Absolute times under TCG mean little; ratios from the same run do.
+  1. fio through bdfs over fio on the raw LV: sequential 1 MiB write and read,
+     4 KiB random read (O_DIRECT both sides, same volume size, same job).
+  2. `cp` of a file with 1 GiB written, through bdfs, over `bdctl clone` of it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BDCTL = os.path.join(ROOT, "build", "virsh-ext", "bdctl")
+BDFS = os.path.join(ROOT, "build", "fuse-view", "bdfs")
+VG, EXPORT, MNT = "benchvg", "bench", "/mnt/bdfs-bench"
+
+
+def sh(*argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed: {r.stderr}")
+    return r.stdout
+
+
+def timed(*argv):
+    t0 = time.perf_counter()
+    sh(*argv)
+    return time.perf_counter() - t0
+
+
+def device(path):
+    return json.loads(sh(BDCTL, "--json", "info", f"{EXPORT}:{path}"))["device"]
+
+
+def fio(target, rw, bs, size, runtime):
+    timing = [f"--runtime={runtime}", "--time_based"] if rw == "randread" else []
+    out = sh("fio", "--name=b", f"--filename={target}", f"--rw={rw}", f"--bs={bs}",
+             f"--size={size}", "--direct=1", "--ioengine=psync", "--numjobs=1", *timing,
+             "--output-format=json")
+    job = json.loads(out)["jobs"][0]
+    side = job["write"] if "write" in rw else job["read"]
+    return side["bw_bytes"], side["iops"]
+
+
+def report(label, ours, base, unit):
+    print(f"{label:<44} {ours:12.1f} {base:12.1f} {unit:<6} ratio {ours / base:5.2f}x", flush=True)
+
+
+def fio_ratios(size, runtime):
+    print(f"\n1. fio, O_DIRECT, psync, {size} ({'bdfs':>12} {'raw LV':>12})")
+    sh(BDCTL, "create", f"{EXPORT}:/fio/raw.img", size)
+    sh("truncate", "-s", size, f"{MNT}/fio-bdfs.img")
+    raw, fuse = device("/fio/raw.img"), f"{MNT}/fio-bdfs.img"
+    for label, rw, bs in (("sequential write, 1 MiB", "write", "1M"),
+                          ("sequential read, 1 MiB", "read", "1M"),
+                          ("random read, 4 KiB", "randread", "4k")):
+        ours, base = fio(fuse, rw, bs, size, runtime), fio(raw, rw, bs, size, runtime)
+        if bs == "1M":
+            report(label + " (MiB/s)", ours[0] / 2**20, base[0] / 2**20, "MiB/s")
+        else:
+            report(label + " (IOPS)", ours[1], base[1], "IOPS")
+
+
+def copy_ratio(n):
+    print(f"\n2. a file with 1 GiB written, median of {n}")
+    sh("truncate", "-s", "1G", f"{MNT}/big.img")
+    sh("dd", "if=/dev/urandom", f"of={MNT}/big.img", "bs=1M", "count=1024", "oflag=direct",
+       "conv=notrunc")
+    cp = statistics.median(timed("cp", f"{MNT}/big.img", f"{MNT}/cp{i}.img") for i in range(n))
+    clone = statistics.median(timed(BDCTL, "clone", f"{EXPORT}:/big.img", f"/clone{i}.img")
+                              for i in range(n))
+    print(f"{'cp through bdfs  vs bdctl clone':<44} {cp * 1000:9.0f} ms {clone * 1000:9.0f} ms"
+          f"   ratio {cp / clone:5.2f}x", flush=True)
+    sh("cmp", f"{MNT}/big.img", f"{MNT}/cp0.img")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--disk", default="/dev/vda")
+    ap.add_argument("--size", default="1G", help="fio volume size")
+    ap.add_argument("--runtime", type=int, default=20, help="seconds for the random read")
+    ap.add_argument("-n", type=int, default=3)
+    args = ap.parse_args()
+    sh("pvcreate", "-q", args.disk)
+    sh("vgcreate", "-q", VG, args.disk)
+    sh(BDCTL, "export", "create", EXPORT, "--vg", VG, "--size", "6G")
+    os.makedirs(MNT, exist_ok=True)
+    sh(BDFS, EXPORT, MNT)
+    print(f"bdfs benchmarks (guest: {os.uname().release}, TCG; compare ratios, not times)")
+    try:
+        fio_ratios(args.size, args.runtime)
+        copy_ratio(args.n)
+    finally:
+        subprocess.run(["fusermount3", "-u", MNT])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+// bdfs's operations over one export. Every method returns an errno-carrying
+// Result and never replies to FUSE itself: lowlevel.cc adapts each to exactly
+// one fuse_reply_*() (libfuse's passthrough_hp.cc pattern). Metadata comes from
+// a fresh catalog (one `lvs`) per operation, so changes made by bdctl, libvirt
+// or plain LVM show at once; data goes straight to each volume's device.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "export.h"
+#include "tree.h"
+
+namespace bdfs {
+
+template <typename T>
+using Result = bd::Result<T>;
+
+/// Mount options bdfs itself understands (see docs/bdfs.1).
+struct Options {
+    bool allow_shrink = false;  ///< -o allow_shrink: truncate may shrink a volume
+    bool cache = true;          ///< -o nocache: one `lvs` per operation, no metadata cache
+    double attr_timeout = 0, entry_timeout = 0;
+    mode_t dir_mode = 0755;  ///< -o dir_mode=OCTAL: mode shown for every directory
+    std::string mountpoint;  ///< absolute, for absolute symlink targets
+};
+
+/// The last catalog, valid while LVM's metadata backup of the VG is unchanged.
+///
+/// LVM rewrites /etc/lvm/backup/VG (a new file, renamed into place) after every
+/// metadata commit, by any tool: its inode, size and mtime change with each
+/// commit. Checking them is one stat(), where an `lvs` costs a process and a
+/// device scan (about 0.5 s in the TCG test guest). The key is read before the
+/// scan it labels, so a commit racing the scan only causes an extra scan later.
+/// Without a backup file (backup = 0 in lvm.conf) every call scans.
+class CatalogCache {
+  public:
+    CatalogCache(bd::Export& ex, bool enabled);
+    /// The current tree: cached if the VG's metadata is unchanged, else a fresh scan.
+    Result<std::shared_ptr<const Tree>> get();
+
+  private:
+    struct Key {
+        ino_t ino = 0;
+        off_t size = 0;
+        int64_t mtime_ns = 0;
+        bool operator==(const Key&) const = default;
+    };
+    std::optional<Key> key();
+
+    bd::Export& ex_;
+    std::string backup_;  ///< empty: caching off
+    std::mutex mutex_;
+    std::optional<Key> key_;            // protected by mutex_
+    std::shared_ptr<const Tree> tree_;  // protected by mutex_
+};
+
+/// A directory listing kept between opendir and releasedir.
+struct DirEntry {
+    std::string name;
+    struct stat st {};
+};
+
+/// One open file: its own descriptor on the volume's device.
+struct OpenFile {
+    fuse_ino_t ino = 0;
+    std::atomic<int> fd{-1};        ///< replaced (dup2) when copy_file_range swaps the volume
+    bool direct = false;            ///< opened with O_DIRECT: the device fd is O_DIRECT too
+    std::atomic<bool> lost{false};  ///< its volume vanished under it (failed replace)
+};
+
+/// Free-space guard: a full pool gives ENOSPC to the writer instead of an I/O error later.
+class SpaceGuard {
+  public:
+    SpaceGuard(std::string vg, std::string pool) : vg_(std::move(vg)), pool_(std::move(pool)) {}
+    /// The pool's block (chunk) size in bytes; set once before use.
+    void set_block_bytes(uint64_t bytes) { block_bytes_ = bytes; }
+    /// Reserves `bytes` of pool space, re-reading the kernel's counts at most every 100 ms.
+    Result<void> reserve(uint64_t bytes);
+    /// Makes the next reserve() re-read the kernel's counts.
+    void invalidate();
+    /// True if the pool has no free block left (re-reads the kernel's counts).
+    bool full();
+
+  private:
+    Result<void> refresh();  // needs mutex_
+
+    std::string vg_, pool_;
+    uint64_t block_bytes_ = 64 << 10;
+    std::mutex mutex_;                                 // protects the two fields below
+    std::chrono::steady_clock::time_point checked_{};  // protected by mutex_
+    int64_t free_ = 0;                                 // protected by mutex_
+};
+
+class Fs {
+  public:
+    Fs(bd::Export ex, Options opts);
+
+    // Names and attributes.
+    Result<fuse_entry_param> lookup(fuse_ino_t parent, const std::string& name);
+    void forget(fuse_ino_t ino, uint64_t nlookup);
+    Result<struct stat> getattr(fuse_ino_t ino);
+    Result<struct stat> setattr(fuse_ino_t ino, const struct stat& attr, int to_set,
+                                OpenFile* file);
+    Result<std::string> readlink(fuse_ino_t ino);
+    Result<fuse_entry_param> mkdir(fuse_ino_t parent, const std::string& name);
+    Result<void> rmdir(fuse_ino_t parent, const std::string& name);
+    Result<void> unlink(fuse_ino_t parent, const std::string& name);
+    Result<fuse_entry_param> symlink(const std::string& text, fuse_ino_t parent,
+                                     const std::string& name);
+    Result<fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const std::string& name);
+    Result<void> rename(fuse_ino_t parent, const std::string& name, fuse_ino_t newparent,
+                        const std::string& newname, unsigned flags);
+    Result<std::vector<DirEntry>> readdir(fuse_ino_t ino);
+    Result<struct statvfs> statfs();
+    Result<std::string> getxattr(fuse_ino_t ino, const std::string& name);
+    Result<std::string> listxattr(fuse_ino_t ino);
+    Result<void> setxattr(fuse_ino_t ino, const std::string& name, const std::string& value,
+                          int flags);
+    Result<void> removexattr(fuse_ino_t ino, const std::string& name);
+
+    // Files.
+    Result<fuse_entry_param> create(fuse_ino_t parent, const std::string& name, mode_t mode,
+                                    const fuse_ctx& ctx, int flags, OpenFile** file);
+    Result<OpenFile*> open(fuse_ino_t ino, int flags);
+    void release(OpenFile* file);
+    Result<size_t> read(OpenFile* file, char* buf, size_t size, off_t off);
+    Result<size_t> write(OpenFile* file, const char* buf, size_t size, off_t off);
+    Result<void> fsync(OpenFile* file, bool datasync);
+    Result<void> fallocate(OpenFile* file, int mode, off_t off, off_t len);
+    Result<size_t> copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
+                                   size_t len);
+
+    /// Deletes volumes an earlier run left unlinked-but-open (those nobody holds now).
+    void reap_unlinked();
+
+  private:
+    struct NodeKey {
+        Kind kind;
+        std::string key;  ///< volume id (files, links) or directory path
+        auto operator<=>(const NodeKey&) const = default;
+    };
+    struct Node {
+        NodeKey key;
+        uint64_t nlookup = 0;
+    };
+    // What an open volume needs beyond its descriptors.
+    struct VolumeState {
+        int opens = 0;
+        bool unsized = false;
+        std::string unlinked_path;  ///< set when unlinked while open: delete at last close
+        std::string clone_of;       ///< id this volume is an untouched clone of
+        std::mutex grow_mutex;      ///< serializes growing this volume; never held with others
+    };
+    struct Resolved {
+        std::shared_ptr<const Tree> tree;
+        Entry entry;  ///< points into *tree
+    };
+
+    Result<std::shared_ptr<const Tree>> scan();
+    Result<Resolved> resolve(fuse_ino_t ino);
+    Result<Resolved> resolve_dir(fuse_ino_t ino);
+    Result<bd::Volume> volume_of(const std::string& id);
+    fuse_entry_param entry_param(const Entry& e);
+    struct stat stat_of(const Entry& e);
+    fuse_ino_t remember(const NodeKey& key);
+    std::optional<NodeKey> key_of(fuse_ino_t ino);
+    void rekey(const NodeKey& from, const NodeKey& to);
+    Result<std::string> new_path(fuse_ino_t parent, const std::string& name);
+
+    Result<void> set_size(const bd::Volume& v, uint64_t size);
+    Result<void> set_unsized(const bd::Volume& v, bool unsized);
+    Result<void> empty_volume(const bd::Volume& v);
+    Result<void> ensure_size(OpenFile* f, uint64_t end);
+    Result<void> remove_file(const Entry& e);
+    Result<OpenFile*> open_volume(fuse_ino_t ino, const bd::Volume& v, int flags);
+    std::shared_ptr<VolumeState> state_of(OpenFile* f, std::string* id = nullptr);
+    Result<size_t> clone_into(OpenFile* in, OpenFile* out, size_t len);
+    Result<size_t> copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len);
+    Result<size_t> write_at(OpenFile* f, const char* buf, size_t size, off_t off);
+    Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk);
+
+    bd::Export ex_;
+    const Options opts_;
+    SpaceGuard space_;
+    CatalogCache cache_;
+    uint64_t chunk_size_ = 64 << 10;        // set once at start
+    const time_t started_ = time(nullptr);  // shown as every directory's times
+
+    // Lock order: volumes_mutex_ before nodes_mutex_; neither is held across a core call.
+    std::mutex nodes_mutex_;
+    std::unordered_map<fuse_ino_t, Node> nodes_;  // protected by nodes_mutex_
+    std::map<NodeKey, fuse_ino_t> inos_;          // protected by nodes_mutex_
+    fuse_ino_t next_ino_ = FUSE_ROOT_ID + 1;      // protected by nodes_mutex_
+
+    std::mutex volumes_mutex_;
+    std::map<std::string, std::shared_ptr<VolumeState>>
+        volumes_;  // by id; protected by volumes_mutex_
+    std::map<OpenFile*, std::string>
+        file_ids_;  // open file -> volume id; protected by volumes_mutex_
+};
+
+/// A process-wide Runner for many threads: each call runs on its own SystemRunner.
+class ThreadSafeRunner : public bd::Runner {
+  public:
+    Result<bd::CommandOutput> run(const bd::Argv& argv) override;
+};
+
+/// Logs a failed operation (the core's message says what to do); ENOENT and friends stay quiet.
+void log_error(const char* op, const bd::Error& e);
+
+}  // namespace bdfs

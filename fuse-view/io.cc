@@ -1,0 +1,441 @@
+// The data path: each open file has its own descriptor on the volume's device.
+// Reads and writes go straight to it; sizes change through the core.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "fs.h"
+#include "names.h"
+#include "thin_status.h"
+
+namespace bdfs {
+
+namespace {
+
+constexpr size_t kMaxIo = 1 << 20;  // max_write, and the copy chunk
+// Appending writes grow a sized file by at least this much: each growth is an
+// lvresize (seconds in the test guest), and qcow2 appends 64 KiB clusters.
+constexpr uint64_t kGrowStep = 32 << 20;
+// FUSE replies carry a 32-bit count.
+constexpr uint64_t kMaxReply = 0xfffff000ull;
+
+Result<uint64_t> device_size(int fd) {
+    uint64_t bytes = 0;
+    if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+        return bd::fail(errno, fmt::format("BLKGETSIZE64: {}", strerror(errno)));
+    return bytes;
+}
+
+// O_DIRECT needs aligned memory; FUSE's buffers are not. One per thread.
+char* aligned_buffer() {
+    thread_local std::unique_ptr<char, decltype(&free)> buf(nullptr, &free);
+    if (!buf) {
+        void* p = nullptr;
+        if (posix_memalign(&p, 4096, kMaxIo) != 0) return nullptr;
+        buf.reset(static_cast<char*>(p));
+    }
+    return buf.get();
+}
+
+Result<size_t> pread_all(int fd, char* buf, size_t size, off_t off) {
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = pread(fd, buf + done, size - done, off + off_t(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return bd::fail(errno, fmt::format("read at {}: {}", off, strerror(errno)));
+        if (n == 0) break;
+        done += size_t(n);
+    }
+    return done;
+}
+
+Result<void> pwrite_all(int fd, const char* buf, size_t size, off_t off) {
+    for (size_t done = 0; done < size;) {
+        ssize_t n = pwrite(fd, buf + done, size - done, off + off_t(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return bd::fail(n < 0 ? errno : EIO,
+                            fmt::format("write at {}: {}", off, n < 0 ? strerror(errno) : "short"));
+        done += size_t(n);
+    }
+    return {};
+}
+
+}  // namespace
+
+// ---- pool space --------------------------------------------------------------
+
+Result<void> SpaceGuard::refresh() {
+    Result<bd::ThinPoolStatus> st = bd::dm_thin_pool_status_noflush(vg_, pool_);
+    if (!st) return tl::unexpected(st.error());
+    free_ = int64_t((st->total_data_blocks - st->used_data_blocks) * block_bytes_);
+    if (st->out_of_data_space) free_ = 0;
+    checked_ = std::chrono::steady_clock::now();
+    return {};
+}
+
+Result<void> SpaceGuard::reserve(uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto now = std::chrono::steady_clock::now();
+    if (now - checked_ > std::chrono::milliseconds(100) || free_ < int64_t(bytes))
+        if (Result<void> ok = refresh(); !ok) return ok;
+    // Every write is counted as if it allocated: near a full pool, refuse early.
+    if (free_ < int64_t(bytes))
+        return bd::fail(ENOSPC, fmt::format("thin pool \"{}/{}\" is full: extend it (lvextend -L "
+                                            "+SIZE {}/{}) or delete volumes",
+                                            vg_, pool_, vg_, pool_));
+    free_ -= int64_t(bytes);
+    return {};
+}
+
+bool SpaceGuard::full() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return refresh() && free_ <= 0;
+}
+
+void SpaceGuard::invalidate() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    checked_ = {};
+}
+
+// ---- open and close ----------------------------------------------------------
+
+Result<OpenFile*> Fs::open_volume(fuse_ino_t ino, const bd::Volume& v, int flags) {
+    bool writable = (flags & O_ACCMODE) != O_RDONLY;
+    if (writable && v.read_only)
+        return bd::fail(EROFS, fmt::format("\"{}\" is a read-only snapshot", v.path));
+    if (!v.active)
+        return bd::fail(ENXIO, fmt::format("volume \"{}\" is not active (lvchange -ay {}/{})",
+                                           v.path, ex_.vg(), v.lv));
+    int dev_flags = (writable ? O_RDWR : O_RDONLY) | (flags & O_DIRECT) | O_CLOEXEC;
+    int fd = ::open(ex_.device(v).c_str(), dev_flags);
+    if (fd < 0) return bd::fail(errno, fmt::format("open({}): {}", ex_.device(v), strerror(errno)));
+    auto* f = new OpenFile;
+    f->ino = ino;
+    f->fd = fd;
+    f->direct = flags & O_DIRECT;
+    std::lock_guard<std::mutex> lock(volumes_mutex_);
+    std::shared_ptr<VolumeState>& st = volumes_[v.id];
+    if (!st) {
+        st = std::make_shared<VolumeState>();
+        st->unsized = v.xattrs.count(kUnsizedXattr) > 0;
+    }
+    ++st->opens;
+    file_ids_[f] = v.id;
+    return f;
+}
+
+Result<OpenFile*> Fs::open(fuse_ino_t ino, int flags) {
+    Result<Resolved> r = resolve(ino);
+    if (!r) return tl::unexpected(r.error());
+    if (r->entry.kind == Kind::kDir) return bd::fail(EISDIR, "is a directory");
+    if (r->entry.kind != Kind::kFile) return bd::fail(ELOOP, "is a symlink");
+    bd::Volume v = *r->entry.volume;
+    Result<OpenFile*> f = open_volume(ino, v, flags);
+    if (!f) return f;
+    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+        if (Result<void> ok = empty_volume(v); !ok) {
+            release(*f);
+            return tl::unexpected(ok.error());
+        }
+    return f;
+}
+
+Result<fuse_entry_param> Fs::create(fuse_ino_t parent, const std::string& name, mode_t mode,
+                                    const fuse_ctx& ctx, int flags, OpenFile** file) {
+    Result<std::string> path = new_path(parent, name);
+    if (!path) return tl::unexpected(path.error());
+    bd::Attrs a;
+    a.uid = ctx.uid;
+    a.gid = ctx.gid;
+    a.mode = mode & 07777;
+    a.mtime = time(nullptr);
+    a.xattrs[kUnsizedXattr] = "1";
+    // The smallest LV (one extent) that reads as empty until sized or written.
+    Result<bd::Volume> v = ex_.create_volume(*path, ex_.extent_size(), false, a);
+    if (!v) return tl::unexpected(v.error());
+    fuse_entry_param p = entry_param(Entry{name, Kind::kFile, *path, &*v});
+    Result<OpenFile*> f = open_volume(p.ino, *v, flags & ~O_TRUNC);
+    if (!f) {
+        forget(p.ino, 1);
+        return tl::unexpected(f.error());
+    }
+    *file = *f;
+    return p;
+}
+
+std::shared_ptr<Fs::VolumeState> Fs::state_of(OpenFile* f, std::string* id) {
+    std::lock_guard<std::mutex> lock(volumes_mutex_);
+    auto it = file_ids_.find(f);
+    if (it == file_ids_.end()) return nullptr;
+    if (id) *id = it->second;
+    return volumes_[it->second];
+}
+
+void Fs::release(OpenFile* f) {
+    close(f->fd);
+    std::string unlinked;
+    {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        auto it = file_ids_.find(f);
+        if (it != file_ids_.end()) {
+            auto st = volumes_.find(it->second);
+            if (st != volumes_.end() && --st->second->opens == 0) {
+                unlinked = st->second->unlinked_path;
+                volumes_.erase(st);
+            }
+            file_ids_.erase(it);
+        }
+    }
+    delete f;
+    if (!unlinked.empty())
+        if (Result<std::vector<std::string>> r = ex_.remove_volume(unlinked, false); !r)
+            log_error("delete unlinked volume at last close", r.error());
+}
+
+// ---- sizes -------------------------------------------------------------------
+
+Result<void> Fs::empty_volume(const bd::Volume& v) {
+    if (v.read_only) return bd::fail(EROFS, fmt::format("\"{}\" is a read-only snapshot", v.path));
+    if (v.xattrs.count(kUnsizedXattr)) return {};
+    int fd = ::open(ex_.device(v).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return bd::fail(errno, fmt::format("open({}): {}", ex_.device(v), strerror(errno)));
+    uint64_t range[2] = {0, v.size};
+    int rc = ioctl(fd, BLKDISCARD, range);
+    int err = errno;
+    close(fd);
+    if (rc < 0) return bd::fail(err, fmt::format("discard of \"{}\": {}", v.path, strerror(err)));
+    space_.invalidate();
+    return set_unsized(v, true);
+}
+
+// Writes past the end grow the LV (by kGrowStep at least); the first write sizes
+// an unsized file to the extents it needs.
+Result<void> Fs::ensure_size(OpenFile* f, uint64_t end) {
+    std::string id;
+    std::shared_ptr<VolumeState> st = state_of(f, &id);
+    if (!st) return bd::fail(EBADF, "file is not open");
+    std::lock_guard<std::mutex> grow(st->grow_mutex);
+    Result<uint64_t> size = device_size(f->fd);
+    if (!size) return tl::unexpected(size.error());
+    bool unsized;
+    {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        unsized = st->unsized;
+    }
+    if (!unsized && end <= *size) return {};
+    Result<bd::Volume> v = volume_of(id);
+    if (!v) return tl::unexpected(v.error());
+    uint64_t want = unsized || end <= *size ? end : std::max(end, *size + kGrowStep);
+    return set_size(*v, std::max(want, v->size));
+}
+
+// ---- data --------------------------------------------------------------------
+
+Result<size_t> Fs::read(OpenFile* f, char* buf, size_t size, off_t off) {
+    if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
+    std::shared_ptr<VolumeState> st = state_of(f);
+    {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        if (st && st->unsized) return size_t(0);
+    }
+    if (!f->direct) return pread_all(f->fd, buf, size, off);
+    char* bounce = aligned_buffer();
+    if (!bounce) return bd::fail(ENOMEM, "out of memory");
+    Result<size_t> n = pread_all(f->fd, bounce, std::min(size, kMaxIo), off);
+    if (n) memcpy(buf, bounce, *n);
+    return n;
+}
+
+Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off) {
+    if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
+    if (Result<void> ok = ensure_size(f, uint64_t(off) + size); !ok)
+        return tl::unexpected(ok.error());
+    if (Result<void> ok = space_.reserve(size); !ok) return tl::unexpected(ok.error());
+    const char* src = buf;
+    if (f->direct) {
+        char* bounce = aligned_buffer();
+        if (!bounce || size > kMaxIo) return bd::fail(EINVAL, "O_DIRECT write larger than 1 MiB");
+        memcpy(bounce, buf, size);
+        src = bounce;
+    }
+    Result<void> ok = pwrite_all(f->fd, src, size, off);
+    // Write through, so a full pool fails this write rather than a later writeback.
+    if (ok && !f->direct &&
+        sync_file_range(
+            f->fd, off, off_t(size),
+            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+        ok = bd::fail(errno, fmt::format("writeback at {}: {}", off, strerror(errno)));
+    if (!ok) {
+        space_.invalidate();
+        if (ok.error().code == EIO && space_.full())
+            return bd::fail(ENOSPC, fmt::format("thin pool of export \"{}\" is full", ex_.name()));
+        return tl::unexpected(ok.error());
+    }
+    return size;
+}
+
+Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off) {
+    if (std::shared_ptr<VolumeState> st = state_of(f)) {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        st->clone_of.clear();
+    }
+    return write_at(f, buf, size, off);
+}
+
+Result<void> Fs::fsync(OpenFile* f, bool datasync) {
+    if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
+    if ((datasync ? fdatasync(f->fd) : ::fsync(f->fd)) < 0)
+        return bd::fail(errno, fmt::format("fsync: {}", strerror(errno)));
+    return {};
+}
+
+// Whole pool blocks are discarded (thin unmaps them, so they read as zeros);
+// the partial blocks at either end are written with zeros.
+Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk) {
+    uint64_t end = off + len;
+    uint64_t first = (off + chunk - 1) / chunk * chunk, last = end / chunk * chunk;
+    static const std::vector<char> zeros(kMaxIo, 0);
+    auto zero = [&](uint64_t from, uint64_t to) -> Result<void> {
+        for (uint64_t p = from; p < to; p += kMaxIo) {
+            size_t n = size_t(std::min<uint64_t>(kMaxIo, to - p));
+            if (Result<size_t> w = write_at(f, zeros.data(), n, off_t(p)); !w)
+                return tl::unexpected(w.error());
+        }
+        return {};
+    };
+    if (first >= last) return zero(off, end);
+    if (Result<void> ok = zero(off, first); !ok) return ok;
+    uint64_t range[2] = {first, last - first};
+    if (ioctl(f->fd, BLKDISCARD, range) < 0)
+        return bd::fail(errno, fmt::format("BLKDISCARD: {}", strerror(errno)));
+    space_.invalidate();
+    return zero(last, end);
+}
+
+Result<void> Fs::fallocate(OpenFile* f, int mode, off_t off, off_t len) {
+    if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
+    const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    if (mode & ~known) return bd::fail(EOPNOTSUPP, "unsupported fallocate mode");
+    if (std::shared_ptr<VolumeState> st = state_of(f)) {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        st->clone_of.clear();
+    }
+    uint64_t end = uint64_t(off) + uint64_t(len);
+    if (!(mode & FALLOC_FL_KEEP_SIZE))
+        if (Result<void> ok = ensure_size(f, end); !ok) return ok;
+    if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) return {};  // thin: no reservation
+    Result<uint64_t> size = device_size(f->fd);
+    if (!size) return tl::unexpected(size.error());
+    end = std::min(end, *size);
+    if (uint64_t(off) >= end) return {};
+    return zero_range(f, uint64_t(off), end - uint64_t(off), chunk_size_);
+}
+
+// ---- copies ------------------------------------------------------------------
+
+Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len) {
+    std::vector<char> buf(kMaxIo);
+    size_t done = 0;
+    while (done < len) {
+        size_t want = std::min(kMaxIo, len - done);
+        Result<size_t> n = read(in, buf.data(), want, off_in + off_t(done));
+        if (!n) return n;
+        if (*n == 0) break;
+        if (Result<size_t> w = write(out, buf.data(), *n, off_out + off_t(done)); !w) return w;
+        done += *n;
+    }
+    return done;
+}
+
+// The whole source into a fresh, empty destination: replace the destination's
+// volume with a thin snapshot of the source (the core's clone).
+Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len) {
+    std::string src_id, dst_id;
+    std::shared_ptr<VolumeState> dst_st = state_of(out, &dst_id);
+    if (!state_of(in, &src_id) || !dst_st) return bd::fail(EBADF, "file is not open");
+    Result<std::shared_ptr<const Tree>> tree = scan();
+    if (!tree) return tl::unexpected(tree.error());
+    const bd::Volume* src = (*tree)->find_id(src_id);
+    const bd::Volume* dst = (*tree)->find_id(dst_id);
+    if (!src || !dst) return bd::fail(ENOENT, "volume is gone");
+    bd::Volume old = *dst;
+    // Our descriptor holds the old LV open; the core refuses to delete an open LV.
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    dup2(null_fd, out->fd);
+    close(null_fd);
+    Result<std::vector<std::string>> removed = ex_.remove_volume(old.path, false);
+    Result<bd::Volume> made = removed ? ex_.clone(src->path, old.path, false)
+                                      : Result<bd::Volume>(tl::unexpected(removed.error()));
+    if (made && (made->uid != old.uid || made->gid != old.gid || made->mode != old.mode)) {
+        bd::Attrs a;
+        a.uid = old.uid;
+        a.gid = old.gid;
+        a.mode = old.mode;
+        if (Result<bd::Volume> ok = ex_.set_attrs(old.path, a); ok) made = ok;
+    }
+    if (!made && removed) {  // put an empty file back so the open file stays usable
+        bd::Attrs a;
+        a.uid = old.uid;
+        a.gid = old.gid;
+        a.mode = old.mode;
+        a.xattrs[kUnsizedXattr] = "1";
+        Result<bd::Volume> again = ex_.create_volume(old.path, ex_.extent_size(), false, a);
+        if (again) made = again;
+    }
+    const bd::Volume& now = made ? *made : old;
+    int fd = ::open(ex_.device(now).c_str(), O_RDWR | O_CLOEXEC | (out->direct ? O_DIRECT : 0));
+    if (fd < 0 || !removed) {
+        out->lost = fd < 0;
+    }
+    if (fd >= 0) {
+        dup2(fd, out->fd);
+        close(fd);
+    }
+    if (made && made->id != old.id) {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        volumes_.erase(old.id);
+        volumes_[made->id] = dst_st;
+        file_ids_[out] = made->id;
+        dst_st->unsized = made->xattrs.count(kUnsizedXattr) > 0;
+        dst_st->clone_of = made->xattrs.count(kUnsizedXattr) ? "" : src_id;
+    }
+    if (made && made->id != old.id) rekey({Kind::kFile, old.id}, {Kind::kFile, made->id});
+    if (!removed) return tl::unexpected(removed.error());
+    if (!made || made->xattrs.count(kUnsizedXattr)) return bd::fail(EIO, "clone failed");
+    return size_t(std::min<uint64_t>({len, src->size, kMaxReply}));
+}
+
+Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
+                                   size_t len) {
+    std::string src_id, dst_id;
+    std::shared_ptr<VolumeState> src_st = state_of(in, &src_id), dst_st = state_of(out, &dst_id);
+    if (!src_st || !dst_st) return bd::fail(EBADF, "file is not open");
+    bool whole, done_by_clone;
+    {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        whole = off_in == 0 && off_out == 0 && dst_st->unsized && dst_st->opens == 1 &&
+                !src_st->unsized && src_id != dst_id;
+        // The rest of a copy whose start we already cloned (replies are capped at 4 GiB).
+        done_by_clone = off_in == off_out && dst_st->clone_of == src_id && !src_id.empty();
+    }
+    if (whole) {
+        Result<uint64_t> src_size = device_size(in->fd);
+        if (src_size && len >= *src_size) return clone_into(in, out, len);
+    }
+    if (done_by_clone) {
+        Result<uint64_t> size = device_size(in->fd);
+        if (!size) return tl::unexpected(size.error());
+        uint64_t left = uint64_t(off_in) < *size ? *size - uint64_t(off_in) : 0;
+        return size_t(std::min<uint64_t>({len, left, kMaxReply}));
+    }
+    return copy_data(in, off_in, out, off_out, std::min<uint64_t>(len, kMaxReply));
+}
+
+}  // namespace bdfs

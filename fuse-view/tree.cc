@@ -1,0 +1,134 @@
+#include "tree.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "dirs.h"
+#include "names.h"
+
+namespace bdfs {
+
+namespace {
+
+std::vector<std::string> split(const std::string& path) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= path.size()) {
+        size_t slash = path.find('/', start);
+        if (slash == std::string::npos) slash = path.size();
+        if (slash > start) out.push_back(path.substr(start, slash - start));
+        start = slash + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string join(const std::string& dir, const std::string& name) {
+    return dir.empty() ? name : dir + "/" + name;
+}
+
+bool is_reserved(const std::string& dir, const std::string& name) {
+    return dir.empty() && name == kUnlinkedDir;
+}
+
+std::string relative(const std::string& from_dir, const std::string& to_path) {
+    std::vector<std::string> from = split(from_dir), to = split(to_path);
+    size_t common = 0;
+    while (common < from.size() && common + 1 < to.size() && from[common] == to[common]) ++common;
+    std::string out;
+    for (size_t i = common; i < from.size(); ++i) out += "../";
+    for (size_t i = common; i < to.size(); ++i) out += (i > common ? "/" : "") + to[i];
+    return out;
+}
+
+bd::Result<std::string> resolve_target(const std::string& dir, const std::string& text,
+                                       const std::string& mountpoint) {
+    std::string rest = text;
+    std::vector<std::string> parts;
+    if (!text.empty() && text[0] == '/') {
+        std::string root = mountpoint + "/";
+        if (text.compare(0, root.size(), root) != 0)
+            return bd::fail(EINVAL, fmt::format("symlink target \"{}\" is outside the bdfs mount "
+                                                "{}: bdfs links are snapshots of its own files",
+                                                text, mountpoint));
+        rest = text.substr(root.size());
+    } else {
+        parts = split(dir);
+    }
+    for (const std::string& c : split(rest)) {
+        if (c == ".") continue;
+        if (c != "..") {
+            parts.push_back(c);
+        } else if (parts.empty()) {
+            return bd::fail(EINVAL, fmt::format("symlink target \"{}\" leaves the export", text));
+        } else {
+            parts.pop_back();
+        }
+    }
+    std::string out;
+    for (const std::string& p : parts) out = join(out, p);
+    return out;
+}
+
+Tree::Tree(bd::Catalog cat) : cat_(std::move(cat)), dirs_(bd::directories(cat_)) {}
+
+bool Tree::is_dir(const std::string& path) const {
+    return path.empty() || (dirs_.count(path) && !cat_.find(path));
+}
+
+Kind kind_of(const bd::Volume& v) {
+    if (v.type != bd::VolumeType::kSnapshot || v.origin_path.empty()) return Kind::kFile;
+    return v.path == v.origin_path + "@" + v.snapshot_name ? Kind::kFile : Kind::kSnapLink;
+}
+
+std::string link_target(const bd::Volume& snap) {
+    return relative(bd::parent_dir(snap.path), snap.origin_path + "@" + snap.snapshot_name);
+}
+
+Entry Tree::entry_for(const bd::Volume& v) const {
+    return Entry{bd::base_name(v.path), kind_of(v), v.path, &v};
+}
+
+std::optional<Entry> Tree::lookup(const std::string& dir, const std::string& name) const {
+    if (is_reserved(dir, name) || !is_dir(dir)) return std::nullopt;
+    std::string path = join(dir, name);
+    if (const bd::Volume* v = cat_.find(path)) return entry_for(*v);
+    if (dirs_.count(path)) return Entry{name, Kind::kDir, path, nullptr};
+    return virtual_snapshot(dir, name);
+}
+
+// "ORIGIN@NAME": a snapshot of ORIGIN (in `dir`) named NAME, shown as a file.
+std::optional<Entry> Tree::virtual_snapshot(const std::string& dir, const std::string& name) const {
+    for (size_t at = name.rfind('@'); at != std::string::npos && at > 0;
+         at = name.rfind('@', at - 1)) {
+        std::string origin = join(dir, name.substr(0, at)), snap = name.substr(at + 1);
+        for (const bd::Volume& v : cat_.volumes)
+            if (v.type == bd::VolumeType::kSnapshot && v.origin_path == origin &&
+                v.snapshot_name == snap)
+                return Entry{name, Kind::kFile, v.path, &v};
+    }
+    return std::nullopt;
+}
+
+std::optional<Entry> Tree::at(const std::string& path) const {
+    if (path.empty()) return Entry{"", Kind::kDir, "", nullptr};
+    return lookup(bd::parent_dir(path), bd::base_name(path));
+}
+
+std::vector<Entry> Tree::list(const std::string& dir) const {
+    std::vector<Entry> out;
+    if (!is_dir(dir)) return out;
+    for (const bd::Volume& v : cat_.volumes)
+        if (bd::parent_dir(v.path) == dir && !is_reserved(dir, bd::base_name(v.path)))
+            out.push_back(entry_for(v));
+    for (const std::string& d : dirs_)
+        if (bd::parent_dir(d) == dir && !cat_.find(d) && !is_reserved(dir, bd::base_name(d)))
+            out.push_back(Entry{bd::base_name(d), Kind::kDir, d, nullptr});
+    std::sort(out.begin(), out.end(),
+              [](const Entry& a, const Entry& b) { return a.name < b.name; });
+    return out;
+}
+
+}  // namespace bdfs
