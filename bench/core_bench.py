@@ -30,8 +30,13 @@ def timed(*argv):
     return time.perf_counter() - t0
 
 
-def median_time(make_argv, n):
-    return statistics.median(timed(*make_argv(i)) for i in range(n))
+def paired(ours, base, n):
+    """Medians of n alternating runs, so both sides see the same machine load."""
+    a, b = [], []
+    for i in range(n):
+        a.append(timed(*ours(i)))
+        b.append(timed(*base(i)))
+    return statistics.median(a), statistics.median(b)
 
 
 def report(label, ours, base):
@@ -41,18 +46,17 @@ def report(label, ours, base):
 
 def latency(n):
     print(f"\n1. latency, median of {n} ({'bd':>8} {'bare LVM':>11})")
-    report("bdctl create (thin, 64M)  vs lvcreate --type thin",
-           median_time(lambda i: [BDCTL, "create", f"{EXPORT}:/lat/c{i}.img", "64M"], n),
-           median_time(lambda i: ["lvcreate", "-q", "--type", "thin", "-V", "64M",
-                                  "--thinpool", "pool", "-n", f"rawc{i}", VG], n))
-    report("bdctl clone               vs lvcreate -s (writable)",
-           median_time(lambda i: [BDCTL, "clone", f"{EXPORT}:/lat/c0.img", f"/lat/k{i}.img"], n),
-           median_time(lambda i: ["lvcreate", "-q", "-s", "-kn", "-ay", "-n", f"rawk{i}",
-                                  f"{VG}/rawc0"], n))
-    report("bdctl snapshot            vs lvcreate -s -pr",
-           median_time(lambda i: [BDCTL, "snapshot", f"{EXPORT}:/lat/c0.img", f"s{i}"], n),
-           median_time(lambda i: ["lvcreate", "-q", "-s", "-pr", "-kn", "-ay", "-n", f"raws{i}",
-                                  f"{VG}/rawc0"], n))
+    report("bdctl create (thin, 64M)  vs lvcreate --type thin", *paired(
+        lambda i: [BDCTL, "create", f"{EXPORT}:/lat/c{i}.img", "64M"],
+        lambda i: ["lvcreate", "-q", "--type", "thin", "-V", "64M", "--thinpool", "pool",
+                   "-n", f"rawc{i}", VG], n))
+    report("bdctl clone               vs lvcreate -s (writable)", *paired(
+        lambda i: [BDCTL, "clone", f"{EXPORT}:/lat/c0.img", f"/lat/k{i}.img"],
+        lambda i: ["lvcreate", "-q", "-s", "-kn", "-ay", "-n", f"rawk{i}", f"{VG}/rawc0"], n))
+    report("bdctl snapshot            vs lvcreate -s -pr", *paired(
+        lambda i: [BDCTL, "snapshot", f"{EXPORT}:/lat/c0.img", f"s{i}"],
+        lambda i: ["lvcreate", "-q", "-s", "-pr", "-kn", "-ay", "-n", f"raws{i}", f"{VG}/rawc0"],
+        n))
 
 
 def write_mib(path, mib):
@@ -66,9 +70,9 @@ def flatness(n):
     sh(BDCTL, "create", f"{EXPORT}:/flat/small.img", "2G")
     write_mib("/flat/big.img", 1024)
     write_mib("/flat/small.img", 16)
-    big = median_time(lambda i: [BDCTL, "clone", f"{EXPORT}:/flat/big.img", f"/flat/b{i}"], n)
-    small = median_time(lambda i: [BDCTL, "clone", f"{EXPORT}:/flat/small.img", f"/flat/s{i}"], n)
-    report("bdctl clone, 1 GiB written vs 16 MiB written", big, small)
+    report("bdctl clone, 1 GiB written vs 16 MiB written", *paired(
+        lambda i: [BDCTL, "clone", f"{EXPORT}:/flat/big.img", f"/flat/b{i}"],
+        lambda i: [BDCTL, "clone", f"{EXPORT}:/flat/small.img", f"/flat/s{i}"], n))
 
 
 def lv_name(path):
@@ -95,9 +99,9 @@ def listing(count):
     print(f"   (setup: {len(cmds)} thin LVs in {time.perf_counter() - t0:.0f} s)", flush=True)
     got = len(json.loads(sh(BDCTL, "--json", "list", EXPORT))["volumes"])
     assert got >= count, f"expected {count} volumes, listed {got}"
-    report(f"bdctl list ({got} volumes)  vs lvs {VG}",
-           median_time(lambda i: [BDCTL, "--json", "list", EXPORT], 5),
-           median_time(lambda i: ["lvs", "--reportformat", "json", VG], 5))
+    report(f"bdctl list ({got} volumes)  vs lvs {VG}", *paired(
+        lambda i: [BDCTL, "--json", "list", EXPORT],
+        lambda i: ["lvs", "--reportformat", "json", VG], 5))
 
 
 def main():
