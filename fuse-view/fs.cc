@@ -18,18 +18,9 @@ namespace bdfs {
 
 namespace {
 
-uint64_t fnv1a(std::string_view s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 // Stable across mounts: bd ids are 64-bit hex; directories hash their path.
 ino_t stable_ino(Kind kind, const std::string& key) {
-    uint64_t n = kind == Kind::kDir ? fnv1a("dir:" + key) : fnv1a("vol:" + key);
+    uint64_t n = kind == Kind::kDir ? bd::fnv1a64("dir:" + key) : bd::fnv1a64("vol:" + key);
     if (kind == Kind::kSnapLink) n ^= 0x5bd1e995ull << 20;
     return n < 2 ? n + 2 : n;
 }

@@ -39,15 +39,6 @@ bool valid_utf8(std::string_view s) {
     return true;
 }
 
-uint64_t fnv1a64(std::string_view s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 Result<void> check_component(std::string_view path, std::string_view comp) {
     if (comp.empty())
         return fail(EINVAL, fmt::format("invalid path \"{}\": empty component (remove the "
@@ -87,6 +78,15 @@ Result<std::string> normalize_path(std::string_view path) {
     if (Result<std::string> tag = make_tag("bd.path", path); !tag)
         return tl::unexpected(tag.error());
     return std::string(path);
+}
+
+uint64_t fnv1a64(std::string_view s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 std::string lv_name_for_path(std::string_view path) {

@@ -6,6 +6,7 @@
 // lives in a tag. See docs/ARCHITECTURE.md, "Tag schema".
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,9 @@ constexpr size_t kMaxSlugLength = 48;
 /// Checks a volume path and returns it without leading/trailing '/'; EINVAL or
 /// ENAMETOOLONG with a message naming the path and the rule it broke.
 Result<std::string> normalize_path(std::string_view path);
+
+/// 64-bit FNV-1a of a string: the hash in LV names, and bdfs's directory inodes.
+uint64_t fnv1a64(std::string_view s);
 
 /// The deterministic LV name for a (normalized) volume path.
 std::string lv_name_for_path(std::string_view path);
