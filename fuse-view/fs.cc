@@ -29,8 +29,12 @@ bool has_unsized(const bd::Volume& v) {
     return v.xattrs.count(kUnsizedXattr) > 0;
 }
 
-bool is_user_xattr(const std::string& name) {
-    return name.rfind("user.", 0) == 0;
+// The namespaces bdfs keeps: user.*, and trusted.*, which the kernel lets only
+// CAP_SYS_ADMIN read or write (libvirt's DAC driver remembers a disk's owner
+// there). bdfs's own bookkeeping ("bdfs.*") and security.*/system.* are not
+// offered: there is no LSM or ACL behind them.
+bool is_kept_xattr(const std::string& name) {
+    return name.rfind("user.", 0) == 0 || name.rfind("trusted.", 0) == 0;
 }
 
 }  // namespace
@@ -472,28 +476,30 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
 Result<std::string> Fs::getxattr(fuse_ino_t ino, const std::string& name) {
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
-    if (r->entry.kind == Kind::kDir || !is_user_xattr(name))
+    if (r->entry.kind == Kind::kDir || !is_kept_xattr(name))
         return bd::fail(ENODATA, "no such attribute");
     auto it = r->entry.volume->xattrs.find(name);
     if (it == r->entry.volume->xattrs.end()) return bd::fail(ENODATA, "no such attribute");
     return it->second;
 }
 
-Result<std::string> Fs::listxattr(fuse_ino_t ino) {
+Result<std::string> Fs::listxattr(fuse_ino_t ino, bool privileged) {
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
     std::string out;
     if (r->entry.kind == Kind::kDir) return out;
     for (const auto& [name, value] : r->entry.volume->xattrs)
-        if (is_user_xattr(name)) out += name + '\0';
+        if (name.rfind("user.", 0) == 0 || (privileged && name.rfind("trusted.", 0) == 0))
+            out += name + '\0';  // like ext4: trusted.* names only for CAP_SYS_ADMIN
     return out;
 }
 
 Result<void> Fs::setxattr(fuse_ino_t ino, const std::string& name, const std::string& value,
                           int flags) {
-    if (!is_user_xattr(name))
+    if (!is_kept_xattr(name))
         return bd::fail(ENOTSUP,
-                        fmt::format("xattr \"{}\": bdfs keeps user.* attributes only", name));
+                        fmt::format("xattr \"{}\": bdfs keeps user.* and trusted.* attributes only",
+                                    name));
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
     if (r->entry.kind == Kind::kDir)
@@ -512,7 +518,7 @@ Result<void> Fs::setxattr(fuse_ino_t ino, const std::string& name, const std::st
 Result<void> Fs::removexattr(fuse_ino_t ino, const std::string& name) {
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
-    if (r->entry.kind == Kind::kDir || !is_user_xattr(name) || !r->entry.volume->xattrs.count(name))
+    if (r->entry.kind == Kind::kDir || !is_kept_xattr(name) || !r->entry.volume->xattrs.count(name))
         return bd::fail(ENODATA, "no such attribute");
     bd::Attrs a;
     a.xattrs[name] = std::nullopt;

@@ -124,7 +124,8 @@ class Fs {
     Result<std::vector<DirEntry>> readdir(fuse_ino_t ino);
     Result<struct statvfs> statfs();
     Result<std::string> getxattr(fuse_ino_t ino, const std::string& name);
-    Result<std::string> listxattr(fuse_ino_t ino);
+    // `privileged`: the caller is root, and may see trusted.* names.
+    Result<std::string> listxattr(fuse_ino_t ino, bool privileged);
     Result<void> setxattr(fuse_ino_t ino, const std::string& name, const std::string& value,
                           int flags);
     Result<void> removexattr(fuse_ino_t ino, const std::string& name);

@@ -261,7 +261,10 @@ void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size)
 
 void sfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     guarded(req, "listxattr",
-            [&] { reply_xattr_data(req, "listxattr", fs(req).listxattr(ino), size); });
+            [&] {
+                bool root = fuse_req_ctx(req)->uid == 0;
+                reply_xattr_data(req, "listxattr", fs(req).listxattr(ino, root), size);
+            });
 }
 
 void sfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,

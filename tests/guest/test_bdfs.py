@@ -16,69 +16,11 @@ import uuid
 
 import pytest
 
+from bdfs_mount import BDFS, Mount, mounted
 from conftest import BUILD, destroy, make_export, sh
 
-BDFS = os.path.join(BUILD, "fuse-view", "bdfs")
 IOTOOL = os.path.join(BUILD, "fuse-view", "bdfs-iotool")
 MiB = 1 << 20
-
-
-def mounted(path):
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def alive(path):
-    """A live mount at `path` (a killed daemon's mount fails stat with ENOTCONN)."""
-    try:
-        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
-    except OSError:
-        return False
-
-
-class Mount:
-    """A running `bdfs EXPORT DIR -f` and its mountpoint."""
-
-    def __init__(self, bd, path, *opts):
-        self.bd, self.path = bd, str(path)
-        try:
-            os.mkdir(self.path)
-        except FileExistsError:  # also a dead mount, which stat() cannot see
-            pass
-        argv = [BDFS, bd.name, self.path, "-f"] + (["-o", ",".join(opts)] if opts else [])
-        self.log = open(self.path + ".log", "w+")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            if alive(self.path):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"bdfs did not mount {self.path}:\n{self.logtext()}")
-
-    def logtext(self):
-        self.log.seek(0)
-        return self.log.read()
-
-    def p(self, *names):
-        return os.path.join(self.path, *names)
-
-    def run(self, cmd, rc=0, **kw):
-        """Runs a shell command in the mount directory."""
-        r = subprocess.run(cmd, shell=True, cwd=self.path, capture_output=True, text=True, **kw)
-        if rc is not None and r.returncode != rc:
-            raise AssertionError(f"{cmd!r}: exit {r.returncode}, wanted {rc}\n{r.stdout}\n"
-                                 f"{r.stderr}\nbdfs log:\n{self.logtext()}")
-        return r
-
-    def unmount(self):
-        if mounted(self.path):
-            sh("fusermount3", "-u", self.path, check=False)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -335,10 +277,28 @@ def test_user_xattrs_persist(mnt, d):
         os.setxattr(f, "user.big", b"x" * 2000)
     assert e.value.errno == errno.ERANGE
     with pytest.raises(OSError) as e:
-        os.setxattr(f, "trusted.no", b"1")
-    assert e.value.errno in (errno.ENOTSUP, errno.EPERM)
+        os.setxattr(f, "security.no", b"1")
+    assert e.value.errno == errno.ENOTSUP
     os.removexattr(f, "user.note")
     assert os.listxattr(f) == []
+
+
+def test_trusted_xattrs_are_root_only(mnt, d):
+    """trusted.* persists (libvirt's DAC driver remembers owners there); the
+    kernel keeps it from users without CAP_SYS_ADMIN, and bdfs lists it only to root."""
+    f = mnt.p(d, "t")
+    mnt.run(f"touch {d}/t && chmod 666 {d}/t && setfattr -n user.u -v 1 {d}/t")
+    os.setxattr(f, "trusted.libvirt.security.dac", b"+0:+0")
+    assert os.getxattr(f, "trusted.libvirt.security.dac") == b"+0:+0"
+    assert sorted(os.listxattr(f)) == ["trusted.libvirt.security.dac", "user.u"]
+    assert mnt.bd.info(f"{d}/t")["xattrs"]["trusted.libvirt.security.dac"] == "+0:+0"
+    user = f"setpriv --reuid 1000 --regid 1000 --clear-groups"
+    listed = mnt.run(f"{user} getfattr -d -m - {d}/t").stdout
+    assert "user.u" in listed and "trusted" not in listed, listed
+    r = mnt.run(f"{user} setfattr -n trusted.x -v 1 {d}/t", rc=1)
+    assert "Operation not permitted" in r.stderr, r.stderr
+    os.removexattr(f, "trusted.libvirt.security.dac")
+    assert os.listxattr(f) == ["user.u"]
 
 
 def test_chmod_chown_and_utimes_persist(mnt, d):

@@ -220,6 +220,25 @@ def build_nested_initramfs(dest_dir):
     return kernel, initrd, kos
 
 
+def run_nested_guest(qemu, domain, serial_log, size, sha256, timeout=1200):
+    """Resumes the paused `domain`, waits for it to power off, and checks what
+    its /init printed: the disk's size and sha256. Returns the seconds it ran."""
+    import re
+    t0 = time.monotonic()
+    qemu("resume", domain)
+    while "shut off" not in qemu("domstate", domain).stdout:
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"the nested guest did not power off within {timeout} s:\n"
+                                 + open(serial_log, errors="replace").read()[-3000:])
+        time.sleep(2)
+    console = open(serial_log, errors="replace").read()
+    assert "BD-E2E-DONE" in console, console[-3000:]
+    assert f"BD-E2E-SIZE {size}" in console, console[-3000:]
+    got = re.search(r"BD-E2E-SHA256 ([0-9a-f]{64})", console)
+    assert got and got.group(1) == sha256, console[-3000:]
+    return time.monotonic() - t0
+
+
 def domain_xml(name, kernel, initrd, serial_log, pool, volume):
     return f"""<domain type='qemu'>
   <name>{name}</name>
