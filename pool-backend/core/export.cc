@@ -7,6 +7,7 @@
 #include "dm.h"
 #include "lock.h"
 #include "names.h"
+#include "pool_plan.h"
 #include "size.h"
 
 namespace bd {
@@ -76,9 +77,17 @@ Result<void> make_pool(Runner& runner, const ExportSpec& spec, Undo& undo) {
                                             spec.vg, spec.thinpool, lv.segtype));
         return {};
     }
-    std::string extents = spec.extents.empty() ? "90%FREE" : spec.extents;
+    // bd sizes the metadata itself (pool_plan.h): LVM's default runs out after a
+    // few hundred thin LVs in a small pool.
+    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
+    if (!vgs) return tl::unexpected(vgs.error());
+    const VgRecord* vg = find_vg(*vgs, spec.vg);
+    if (!vg) return fail(ENOENT, fmt::format("VG \"{}\" vanished while being exported", spec.vg));
+    Result<ThinPoolPlan> plan =
+        plan_thin_pool(vg->free, vg->extent_size, spec.size, spec.extents, spec.metadata_size);
+    if (!plan) return tl::unexpected(plan.error());
     Result<CommandOutput> made =
-        runner.run(thinpool_create_argv(spec.vg, spec.thinpool, spec.size, extents));
+        runner.run(thinpool_create_argv(spec.vg, spec.thinpool, plan->data, plan->metadata));
     if (!made) return tl::unexpected(made.error());
     undo.steps.push_back(lvremove_argv(spec.vg, spec.thinpool));
     return {};

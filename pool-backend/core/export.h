@@ -36,6 +36,7 @@ struct ExportSpec {
     uint64_t size = 0;             ///< thin pool size, or...
     std::string extents;           ///< ...an extent spec ("100%FREE"); default 90%FREE
     int threshold = kDefaultThreshold;
+    uint64_t metadata_size = 0;    ///< thin pool metadata; 0: pool_plan.h's default
 };
 
 /// Progress of a long operation: bytes done of total.

@@ -50,16 +50,11 @@ Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {
     return argv;
 }
 
-Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t bytes,
-                          const std::string& extents) {
-    Argv argv = {"lvcreate", "--type", "thin-pool", "--name", pool};
-    if (bytes) {
-        argv.insert(argv.end(), {"--size", bytes_arg(bytes)});
-    } else {
-        argv.insert(argv.end(), {"--extents", extents});
-    }
-    argv.push_back(vg);
-    return argv;
+Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t data,
+                          uint64_t metadata) {
+    return {"lvcreate",        "--type", "thin-pool",          "--name",
+            pool,              "--size", bytes_arg(data),      "--poolmetadatasize",
+            bytes_arg(metadata), vg};
 }
 
 Argv thin_create_argv(const std::string& vg, const std::string& pool, const std::string& lv,

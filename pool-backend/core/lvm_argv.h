@@ -24,9 +24,9 @@ Argv lvs_argv(const std::string& vg);
 Argv lvs_all_argv();
 /// New VG on the given devices, carrying tags.
 Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs);
-/// Thin pool of a size in bytes, or of an extent spec like "90%FREE" when bytes == 0.
-Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t bytes,
-                          const std::string& extents);
+/// Thin pool with `data` bytes of data and `metadata` bytes of metadata (pool_plan.h).
+Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t data,
+                          uint64_t metadata);
 /// Thin LV of `bytes` virtual size in `pool`.
 Argv thin_create_argv(const std::string& vg, const std::string& pool, const std::string& lv,
                       uint64_t bytes, const std::vector<std::string>& tags);

@@ -41,8 +41,7 @@ TEST(Argv, Reports) {
 
 TEST(Argv, Export) {
     expect_golden("vgcreate", vgcreate_argv("vg0", {"/dev/vda", "/dev/vdb"}));
-    expect_golden("thinpool_size", thinpool_create_argv("vg0", "pool", 1 << 30, ""));
-    expect_golden("thinpool_extents", thinpool_create_argv("vg0", "pool", 0, "90%FREE"));
+    expect_golden("thinpool", thinpool_create_argv("vg0", "pool", 1 << 30, 32 << 20));
     expect_golden("vgchange_tags", vgchange_tags_argv("vg0", {{"bd.export=bd"}, {"bd.pool=old"}}));
     expect_golden("vgremove", vgremove_argv("vg0"));
 }

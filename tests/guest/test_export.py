@@ -44,10 +44,44 @@ def test_failed_pool_creation_leaves_nothing(tmp_path):
     try:
         r = sh(BDCTL, "export", "create", "toobig", "--vg", "vgsmall", "--pv", loop, "--size",
                "10G", check=False)
-        assert r.returncode != 0 and "lvcreate" in r.stderr
+        assert r.returncode == 6 and "VG has" in r.stderr and "--size" in r.stderr, r.stderr
         assert "vgsmall" not in sh("vgs", "--noheadings", "-o", "vg_name").stdout
     finally:
         sh("vgremove", "-f", "vgsmall", check=False)
+        sh("losetup", "-d", loop)
+
+
+def lv_bytes(lv, field):
+    out = sh("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", field, lv).stdout
+    return int(out.strip())
+
+
+def test_thin_pool_metadata_is_sized_for_many_volumes(tmp_path):
+    """LVM's default (2 MiB here) holds a few hundred thin LVs; bd gives 1/32 of
+    the pool, at least 16 MiB, and leaves room for it (and LVM's spare) in %FREE."""
+    sh("truncate", "-s", "1G", tmp_path / "m.img")
+    loop = sh("losetup", "--find", "--show", tmp_path / "m.img").stdout.strip()
+    try:
+        sh(BDCTL, "export", "create", "meta1", "--vg", "vgmeta", "--pv", loop,
+           "--extents", "100%FREE")
+        meta = lv_bytes("vgmeta/pool", "lv_metadata_size")
+        data = lv_bytes("vgmeta/pool", "lv_size")
+        assert meta >= 16 << 20 and meta >= data // 32, (meta, data)   # LVM alone: 2 MiB
+        vg_size = int(sh("vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_size",
+                         "vgmeta").stdout.strip())
+        assert vg_size - (8 << 20) <= data + 2 * meta <= vg_size  # all of it, spare included
+        sh("vgremove", "-f", "-y", "vgmeta")
+        sh(BDCTL, "export", "create", "meta2", "--vg", "vgmeta", "--pv", loop,
+           "--size", "256M", "--metadata-size", "64M")
+        assert lv_bytes("vgmeta/pool", "lv_metadata_size") == 64 << 20
+        assert lv_bytes("vgmeta/pool", "lv_size") == 256 << 20
+        sh("vgremove", "-f", "-y", "vgmeta")
+        r = sh(BDCTL, "export", "create", "meta3", "--vg", "vgmeta", "--pv", loop,
+               "--extents", "50%VG", check=False)
+        assert r.returncode == 2 and "N%FREE" in r.stderr, r.stderr
+        assert "vgmeta" not in sh("vgs", "--noheadings", "-o", "vg_name").stdout
+    finally:
+        sh("vgremove", "-f", "-y", "vgmeta", check=False)
         sh("losetup", "-d", loop)
 
 

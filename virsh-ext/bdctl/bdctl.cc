@@ -30,6 +30,7 @@ struct Options {
     bool thick = false, full = false, shrink = false, with_snapshots = false;
     bool force = false, destroy = false, dry_run = false;
     std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
+    std::string metadata_size;
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -110,6 +111,7 @@ Progress progress_printer(const std::string& what) {
 void do_export_create(const Options& o) {
     ExportSpec spec{o.target, o.vg, o.thinpool, o.pvs, 0, o.extents, o.threshold};
     if (!o.size.empty()) spec.size = must(parse_size(o.size));
+    if (!o.metadata_size.empty()) spec.metadata_size = must(parse_size(o.metadata_size));
     ExportInfo info = must(Export::create(g_runner, spec));
     if (o.json) {
         std::cout << to_json(info).dump(2) << "\n";
@@ -472,7 +474,12 @@ void add_export_verbs(CLI::App& app, Options& o) {
     c->add_option("--pv", o.pvs, "create the VG on these devices");
     c->add_option("--thinpool", o.thinpool, "thin pool LV (created if missing)");
     auto* size = c->add_option("--size", o.size, "thin pool size when creating it");
-    c->add_option("--extents", o.extents, "thin pool size in extents (default 90%FREE)")->excludes(size);
+    c->add_option("--extents", o.extents,
+                  "thin pool size: N%FREE or a number of extents (default 90%FREE, less the "
+                  "metadata)")
+        ->excludes(size);
+    c->add_option("--metadata-size", o.metadata_size,
+                  "thin pool metadata (default 1/32 of the pool, 16 MiB to 1 GiB)");
     c->add_option("--threshold", o.threshold, "refuse create/clone above this data/metadata %");
     c->final_callback([&o] { do_export_create(o); });
     ex->add_subcommand("list", "list exports")->final_callback([&o] { do_export_list(o); });
