@@ -263,15 +263,16 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
     if (!cat) return tl::unexpected(cat.error());
     if (!path.empty() && !cat->find(path))
         return fail(ENOENT, fmt::format("volume \"{}\" not found in export \"{}\"", path, name_));
-    std::vector<std::string> done;
+    std::vector<std::string> done, lvs;
     for (const Volume& v : cat->volumes) {
         if (v.active || (!path.empty() && v.path != path)) continue;
-        // -K: thin snapshots made outside bd carry LVM's activation-skip flag.
-        Argv argv = lvchange_activate_argv(vg_, v.lv, true);
-        argv.insert(argv.begin() + 1, "--ignoreactivationskip");
-        if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(out.error());
         done.push_back(v.path);
+        lvs.push_back(v.lv);
     }
+    // One command for all of them: a pool start after a reboot may find many.
+    if (!lvs.empty())
+        if (Result<CommandOutput> out = run(lvchange_activate_argv(vg_, lvs, true)); !out)
+            return tl::unexpected(out.error());
     return done;
 }
 

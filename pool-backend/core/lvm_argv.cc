@@ -101,8 +101,13 @@ Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagE
     return argv;
 }
 
-Argv lvchange_activate_argv(const std::string& vg, const std::string& lv, bool active) {
-    return {"lvchange", "--activate", active ? "y" : "n", vg + "/" + lv};
+Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string>& lvs,
+                            bool active) {
+    Argv argv = {"lvchange", "--activate", active ? "y" : "n"};
+    // Thin snapshots made outside bd carry LVM's activation-skip flag.
+    if (active) argv.push_back("--ignoreactivationskip");
+    for (const std::string& lv : lvs) argv.push_back(vg + "/" + lv);
+    return argv;
 }
 
 Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,

@@ -42,8 +42,9 @@ Argv lvremove_argv(const std::string& vg, const std::string& lv);
 Argv lvrename_argv(const std::string& vg, const std::string& from, const std::string& to);
 /// Adds and removes LV tags in one metadata commit.
 Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagEdit& edit);
-/// Activates or deactivates one LV.
-Argv lvchange_activate_argv(const std::string& vg, const std::string& lv, bool active);
+/// Activates (ignoring activation skip) or deactivates LVs of one VG in one command.
+Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string>& lvs,
+                            bool active);
 /// Sets an LV's new size in bytes; shrinking needs `allow_shrink`.
 Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
                    bool allow_shrink);

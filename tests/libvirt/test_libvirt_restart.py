@@ -1,7 +1,7 @@
 """libvirtd restarted between operations still shows the same pool and volumes."""
 import os
 
-from bdlibvirt import STOCK_VIRSH, Virsh, read_dev, vol_path, vol_xml, write_dev
+from bdlibvirt import STOCK_VIRSH, Virsh, lv_field, read_dev, sh, vol_path, vol_xml, write_dev
 
 
 def test_restart_keeps_pool_and_volumes(daemon, pool, patched):
@@ -35,3 +35,23 @@ def test_restart_keeps_pool_and_volumes(daemon, pool, patched):
         stock("vol-delete", n, "--pool", pname)
     stock("vol-delete", names[0], "--pool", pname, "--delete-snapshots")
     assert "rs/" not in stock("vol-list", pname).stdout
+
+
+def test_pool_start_activates_inactive_volumes(pool, patched):
+    """After a host reboot some LVs may be inactive (e.g. an LVM snapshot made
+    outside bd, which carries the activation-skip flag); pool-start activates
+    the export's volumes, as a logical pool's start runs vgchange -aay."""
+    pname, vg = pool
+    patched("vol-create-as", pname, "act/a.img", "8M")
+    dev = vol_path(patched, pname, "act/a.img")
+    lv = os.path.basename(dev)
+    sh("lvcreate", "-q", "-s", "-ky", "-n", "act-skip", f"{vg}/{lv}")   # made outside bd
+    sh("lvchange", "-an", f"{vg}/{lv}")
+    assert not os.path.exists(dev) and not os.path.exists(f"/dev/{vg}/act-skip")
+    patched("pool-destroy", pname)
+    patched("pool-start", pname)
+    assert lv_field(dev, "lv_active") == "active" and os.path.exists(dev)
+    assert os.path.exists(f"/dev/{vg}/act-skip")
+    write_dev(dev, b"x" * 512)                     # usable, as a domain needs it
+    patched("vol-delete", "act-skip", "--pool", pname)
+    patched("vol-delete", "act/a.img", "--pool", pname)
