@@ -147,8 +147,7 @@ Result<Fs::Resolved> Fs::resolve(fuse_ino_t ino) {
     if (key->kind == Kind::kDir) {
         if (!(*tree)->is_dir(key->key))
             return bd::fail(ENOENT, fmt::format("directory \"{}\" is gone", key->key));
-        Entry e{bd::base_name(key->key), Kind::kDir, key->key, nullptr};
-        return Resolved{*tree, e};
+        return Resolved{*tree, (*tree)->dir_entry(bd::base_name(key->key), key->key)};
     }
     const bd::Volume* v = (*tree)->find_id(key->key);
     if (!v) return bd::fail(ENOENT, fmt::format("volume {} is gone", key->key));
@@ -187,7 +186,11 @@ struct stat Fs::stat_of(const Entry& e) {
     st.st_blksize = blksize_t(chunk_size_);
     if (e.kind == Kind::kDir) {
         st.st_ino = stable_ino(Kind::kDir, e.path);
-        st.st_mode = S_IFDIR | opts_.dir_mode;
+        st.st_mode = S_IFDIR | (e.dir ? e.dir->mode : opts_.dir_mode);
+        if (e.dir) {
+            st.st_uid = e.dir->uid;
+            st.st_gid = e.dir->gid;
+        }
         st.st_nlink = 2;
         st.st_size = 4096;
         st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = started_;  // not kept
@@ -251,11 +254,13 @@ Result<std::string> Fs::readlink(fuse_ino_t ino) {
     return link_target(*r->entry.volume);
 }
 
-Result<fuse_entry_param> Fs::mkdir(fuse_ino_t parent, const std::string& name) {
+Result<fuse_entry_param> Fs::mkdir(fuse_ino_t parent, const std::string& name, mode_t mode,
+                                   const fuse_ctx& ctx) {
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
-    if (Result<void> ok = ex_.make_dir(*path); !ok) return tl::unexpected(ok.error());
-    return entry_param(Entry{name, Kind::kDir, *path, nullptr});
+    bd::DirAttrs a{ctx.uid, ctx.gid, uint32_t(mode & 07777)};
+    if (Result<void> ok = ex_.make_dir(*path, a); !ok) return tl::unexpected(ok.error());
+    return entry_param(Entry{name, Kind::kDir, *path, nullptr, &a});
 }
 
 Result<void> Fs::rmdir(fuse_ino_t parent, const std::string& name) {
@@ -447,13 +452,23 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
     const int owner = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID;
+    if (r->entry.kind == Kind::kDir) {
+        if (to_set & FUSE_SET_ATTR_SIZE) return bd::fail(EISDIR, "is a directory");
+        if (!(to_set & owner)) return stat_of(r->entry);  // times of directories are not kept
+        bd::DirAttrs a = r->entry.dir ? *r->entry.dir : bd::DirAttrs{0, 0, uint32_t(opts_.dir_mode)};
+        if (to_set & FUSE_SET_ATTR_MODE) a.mode = attr.st_mode & 07777;
+        if (to_set & FUSE_SET_ATTR_UID) a.uid = attr.st_uid;
+        if (to_set & FUSE_SET_ATTR_GID) a.gid = attr.st_gid;
+        if (Result<void> ok = ex_.set_dir_attrs(r->entry.path, a); !ok)
+            return tl::unexpected(ok.error());
+        return getattr(ino);
+    }
     if (r->entry.kind != Kind::kFile) {
         if (to_set & (owner | FUSE_SET_ATTR_SIZE))
-            return bd::fail(EPERM,
-                            fmt::format("\"{}\": bdfs keeps no owner or mode for directories "
-                                        "and links (see -o dir_mode)",
-                                        r->entry.path));
-        return stat_of(r->entry);  // times of directories and links are not kept
+            return bd::fail(EPERM, fmt::format("\"{}\": bdfs keeps no owner or mode for "
+                                               "snapshot links",
+                                               r->entry.path));
+        return stat_of(r->entry);  // times of links are not kept
     }
     bd::Volume v = *r->entry.volume;
     if (to_set & FUSE_SET_ATTR_SIZE)

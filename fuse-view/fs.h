@@ -31,7 +31,7 @@ struct Options {
     bool allow_shrink = false;  ///< -o allow_shrink: truncate may shrink a volume
     bool cache = true;          ///< -o nocache: one `lvs` per operation, no metadata cache
     double attr_timeout = 0, entry_timeout = 0;
-    mode_t dir_mode = 0755;  ///< -o dir_mode=OCTAL: mode shown for every directory
+    mode_t dir_mode = 0755;  ///< -o dir_mode=OCTAL: mode of directories with none kept
     std::string mountpoint;  ///< absolute, for absolute symlink targets
 };
 
@@ -113,7 +113,8 @@ class Fs {
     Result<struct stat> setattr(fuse_ino_t ino, const struct stat& attr, int to_set,
                                 OpenFile* file);
     Result<std::string> readlink(fuse_ino_t ino);
-    Result<fuse_entry_param> mkdir(fuse_ino_t parent, const std::string& name);
+    Result<fuse_entry_param> mkdir(fuse_ino_t parent, const std::string& name, mode_t mode,
+                                   const fuse_ctx& ctx);
     Result<void> rmdir(fuse_ino_t parent, const std::string& name);
     Result<void> unlink(fuse_ino_t parent, const std::string& name);
     Result<fuse_entry_param> symlink(const std::string& text, fuse_ino_t parent,

@@ -97,8 +97,9 @@ void sfs_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void sfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-    (void)mode;
-    guarded(req, "mkdir", [&] { reply_entry(req, "mkdir", fs(req).mkdir(parent, name)); });
+    guarded(req, "mkdir", [&] {
+        reply_entry(req, "mkdir", fs(req).mkdir(parent, name, mode, *fuse_req_ctx(req)));
+    });
 }
 
 void sfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {

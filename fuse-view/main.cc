@@ -49,7 +49,7 @@ void usage(const char* prog) {
         "usage: {} EXPORT MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n\n"
         "bdfs options:\n"
         "    -o allow_shrink        truncate may shrink a volume (data past the end is lost)\n"
-        "    -o dir_mode=OCTAL      mode of every directory (default 0755)\n"
+        "    -o dir_mode=OCTAL      mode of directories without one of their own (0755)\n"
         "    -o nocache             run `lvs` for every operation (no metadata cache)\n"
         "    -o attr_timeout=SECS   kernel attribute cache (default 0: always fresh)\n"
         "    -o entry_timeout=SECS  kernel name cache (default 0: always fresh)\n\n",

@@ -72,7 +72,13 @@ bd::Result<std::string> resolve_target(const std::string& dir, const std::string
     return out;
 }
 
-Tree::Tree(bd::Catalog cat) : cat_(std::move(cat)), dirs_(bd::directories(cat_)) {}
+Tree::Tree(bd::Catalog cat)
+    : cat_(std::move(cat)), dirs_(bd::directories(cat_)), dir_attrs_(bd::dir_attrs(cat_)) {}
+
+Entry Tree::dir_entry(const std::string& name, const std::string& path) const {
+    auto it = dir_attrs_.find(path);
+    return Entry{name, Kind::kDir, path, nullptr, it == dir_attrs_.end() ? nullptr : &it->second};
+}
 
 bool Tree::is_dir(const std::string& path) const {
     return path.empty() || (dirs_.count(path) && !cat_.find(path));
@@ -95,7 +101,7 @@ std::optional<Entry> Tree::lookup(const std::string& dir, const std::string& nam
     if (is_reserved(dir, name) || !is_dir(dir)) return std::nullopt;
     std::string path = join(dir, name);
     if (const bd::Volume* v = cat_.find(path)) return entry_for(*v);
-    if (dirs_.count(path)) return Entry{name, Kind::kDir, path, nullptr};
+    if (dirs_.count(path)) return dir_entry(name, path);
     return virtual_snapshot(dir, name);
 }
 
@@ -113,7 +119,7 @@ std::optional<Entry> Tree::virtual_snapshot(const std::string& dir, const std::s
 }
 
 std::optional<Entry> Tree::at(const std::string& path) const {
-    if (path.empty()) return Entry{"", Kind::kDir, "", nullptr};
+    if (path.empty()) return dir_entry("", "");
     return lookup(bd::parent_dir(path), bd::base_name(path));
 }
 
@@ -125,7 +131,7 @@ std::vector<Entry> Tree::list(const std::string& dir) const {
             out.push_back(entry_for(v));
     for (const std::string& d : dirs_)
         if (bd::parent_dir(d) == dir && !cat_.find(d) && !is_reserved(dir, bd::base_name(d)))
-            out.push_back(Entry{bd::base_name(d), Kind::kDir, d, nullptr});
+            out.push_back(dir_entry(bd::base_name(d), d));
     std::sort(out.begin(), out.end(),
               [](const Entry& a, const Entry& b) { return a.name < b.name; });
     return out;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "catalog.h"
+#include "dirs.h"
 #include "error.h"
 
 namespace bdfs {
@@ -35,6 +36,7 @@ struct Entry {
     Kind kind = Kind::kDir;
     std::string path;                    ///< core path of the directory or volume
     const bd::Volume* volume = nullptr;  ///< files and links; points into the Tree
+    const bd::DirAttrs* dir = nullptr;   ///< a directory's kept owner and mode, if any
 };
 
 class Tree {
@@ -50,6 +52,8 @@ class Tree {
     std::vector<Entry> list(const std::string& dir) const;
     /// True if `path` is a directory.
     bool is_dir(const std::string& path) const;
+    /// The entry of directory `path` (which must be one), named `name`.
+    Entry dir_entry(const std::string& name, const std::string& path) const;
     /// The volume with this stable id.
     const bd::Volume* find_id(const std::string& id) const { return cat_.find_id(id); }
     const bd::Catalog& catalog() const { return cat_; }
@@ -60,6 +64,7 @@ class Tree {
 
     bd::Catalog cat_;
     std::set<std::string> dirs_;
+    std::map<std::string, bd::DirAttrs> dir_attrs_;
 };
 
 /// How volume `v` shows: a file or a snapshot link.

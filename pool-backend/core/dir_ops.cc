@@ -1,5 +1,7 @@
 // mkdir, rmdir and directory rename. Explicit directories are bd.dir tags on
 // the thin pool LV (see dirs.h); each change to them is one lvchange.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "dirs.h"
@@ -26,13 +28,63 @@ Result<void> check_parent(const Catalog& cat, const std::string& path, const std
     return {};
 }
 
+// The bd.dattr tags of directories at or below `dir`.
+std::vector<std::string> attr_tags_within(const Catalog& cat, const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& [path, a] : dir_attrs(cat))
+        if (path == dir || (!dir.empty() && is_within(path, dir)))
+            if (Result<std::string> t = dir_attrs_tag(path, a); t) out.push_back(*t);
+    return out;
+}
+
 }  // namespace
 
-Result<void> Export::make_dir(const std::string& path) {
+Result<void> Export::set_dir_attrs(const std::string& path, const DirAttrs& attrs) {
+    std::string norm;
+    if (!path.empty() && path != "/") {
+        Result<std::string> n = normalize_path(path);
+        if (!n) return tl::unexpected(n.error());
+        norm = *n;
+    }
+    if (attrs.mode > 07777)
+        return fail(EINVAL, fmt::format("invalid mode {:o} for directory \"{}\"", attrs.mode, norm));
+    Result<std::string> tag = dir_attrs_tag(norm, attrs);
+    if (!tag) return tl::unexpected(tag.error());
+    Result<ExportLock> lock = lock_for_change();
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    if (cat->find(norm) || !is_directory(*cat, norm))
+        return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", norm, name_));
+    TagEdit edit;
+    std::map<std::string, DirAttrs> now = dir_attrs(*cat);
+    if (auto it = now.find(norm); it != now.end()) {
+        if (it->second == attrs) return {};
+        edit.del.push_back(*dir_attrs_tag(norm, it->second));
+    }
+    edit.add.push_back(*tag);
+    std::vector<std::string> explicit_ = explicit_dirs(*cat);
+    if (!norm.empty() && std::find(explicit_.begin(), explicit_.end(), norm) == explicit_.end()) {
+        Result<std::string> dir = make_tag(tags::kDir, norm);
+        if (!dir) return tl::unexpected(dir.error());
+        edit.add.push_back(*dir);
+    }
+    if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
+        return tl::unexpected(classify(out.error()));
+    return {};
+}
+
+Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> attrs) {
     Result<std::string> norm = normalize_path(path);
     if (!norm) return tl::unexpected(norm.error());
     Result<std::string> tag = make_tag(tags::kDir, *norm);
     if (!tag) return tl::unexpected(tag.error());
+    TagEdit edit{{*tag}, {}};
+    if (attrs) {
+        Result<std::string> a = dir_attrs_tag(*norm, *attrs);
+        if (!a) return tl::unexpected(a.error());
+        edit.add.push_back(*a);
+    }
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
@@ -40,7 +92,8 @@ Result<void> Export::make_dir(const std::string& path) {
     if (cat->find(*norm) || is_directory(*cat, *norm))
         return fail(EEXIST, fmt::format("\"{}\" already exists in export \"{}\"", *norm, name_));
     if (Result<void> ok = check_parent(*cat, *norm, name_); !ok) return ok;
-    if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, {{*tag}, {}})); !out)
+    // One lvchange: the directory and its owner appear together.
+    if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
         return tl::unexpected(classify(out.error()));
     return {};
 }
@@ -64,6 +117,9 @@ Result<void> Export::remove_dir(const std::string& path) {
     TagEdit edit;
     for (const std::string& t : cat->pool->tags)
         if (t == *make_tag(tags::kDir, *norm)) edit.del.push_back(t);
+    for (const std::string& t : attr_tags_within(*cat, *norm))
+        if (std::find(cat->pool->tags.begin(), cat->pool->tags.end(), t) != cat->pool->tags.end())
+            edit.del.push_back(t);
     if (edit.del.empty()) return {};
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
         return tl::unexpected(classify(out.error()));
@@ -107,6 +163,16 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
             edit.add.push_back(*tag);
         }
         if (edit.add.empty()) edit.add.push_back(*make_tag(tags::kDir, *to));
+        std::map<std::string, DirAttrs> attrs = dir_attrs(*cat);
+        for (const auto& [path, a] : attrs) {  // owners and modes move along
+            if (!is_within(path, *from)) continue;
+            std::string moved = reparent(path, *from, *to);
+            Result<std::string> tag = dir_attrs_tag(moved, a);
+            if (!tag) return tl::unexpected(tag.error());
+            edit.add.push_back(*tag);
+            if (auto old = attrs.find(moved); old != attrs.end() && !(old->second == a))
+                edit.del.push_back(*dir_attrs_tag(moved, old->second));  // the empty target's
+        }
         for (const Volume& v : cat->volumes)
             if (is_within(v.path, *from)) volumes.push_back(v.path);
         for (const std::string& t : cat->pool->tags)
@@ -128,6 +194,9 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
         std::optional<std::string> d = tag_value({t}, tags::kDir);
         if (d && is_within(*d, *from)) drop.del.push_back(t);
     }
+    for (const std::string& t : attr_tags_within(*cat, *from))
+        if (std::find(cat->pool->tags.begin(), cat->pool->tags.end(), t) != cat->pool->tags.end())
+            drop.del.push_back(t);
     if (drop.del.empty()) return {};
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, drop)); !out)
         return tl::unexpected(classify(out.error()));

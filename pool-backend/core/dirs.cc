@@ -1,5 +1,9 @@
 #include "dirs.h"
 
+#include <charconv>
+
+#include <fmt/format.h>
+
 #include "lvm_report.h"
 #include "names.h"
 
@@ -16,6 +20,31 @@ void add_with_ancestors(std::set<std::string>& out, std::string dir) {
 std::vector<std::string> explicit_dirs(const Catalog& cat) {
     if (!cat.pool) return {};
     return tag_values(cat.pool->tags, tags::kDir);
+}
+
+std::map<std::string, DirAttrs> dir_attrs(const Catalog& cat) {
+    std::map<std::string, DirAttrs> out;
+    if (!cat.pool) return out;
+    for (const std::string& value : tag_values(cat.pool->tags, tags::kDirAttrs)) {
+        uint32_t f[3] = {};
+        const char* p = value.data();
+        const char* end = value.data() + value.size();
+        bool ok = true;
+        for (uint32_t& n : f) {
+            auto [next, ec] = std::from_chars(p, end, n);
+            if (ec != std::errc() || next == end || *next != ':') {
+                ok = false;
+                break;
+            }
+            p = next + 1;
+        }
+        if (ok && f[2] <= 07777) out[std::string(p, end)] = DirAttrs{f[0], f[1], f[2]};
+    }
+    return out;
+}
+
+Result<std::string> dir_attrs_tag(const std::string& path, const DirAttrs& a) {
+    return make_tag(tags::kDirAttrs, fmt::format("{}:{}:{}:{}", a.uid, a.gid, a.mode, path));
 }
 
 std::set<std::string> directories(const Catalog& cat) {

@@ -2,9 +2,12 @@
 // it (implicit) or when it was made on its own (explicit, e.g. bdfs mkdir).
 // Explicit directories are "bd.dir=PATH" tags on the export's thin pool LV:
 // the pool's row is in every `lvs` report, so one listing still costs one
-// `lvs`, and each mkdir/rmdir is one atomic `lvchange`.
+// `lvs`, and each mkdir/rmdir is one atomic `lvchange`. A directory's owner
+// and mode, once set, are a "bd.dattr=UID:GID:MODE:PATH" tag beside it.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,7 +18,21 @@ namespace bd {
 
 namespace tags {
 inline constexpr const char* kDir = "bd.dir";  ///< an explicit directory, on the thin pool LV
+inline constexpr const char* kDirAttrs = "bd.dattr";  ///< "UID:GID:MODE:PATH" (mode decimal)
 }  // namespace tags
+
+/// A directory's owner and mode (permission bits only).
+struct DirAttrs {
+    uint32_t uid = 0, gid = 0, mode = 0755;
+    bool operator==(const DirAttrs&) const = default;
+};
+
+/// Owner and mode kept for directories, by path ("" is the export's root).
+/// Malformed tags are ignored.
+std::map<std::string, DirAttrs> dir_attrs(const Catalog& cat);
+
+/// The bd.dattr tag for `path` (ENAMETOOLONG past the tag limit).
+Result<std::string> dir_attrs_tag(const std::string& path, const DirAttrs& a);
 
 /// Explicit directories: the bd.dir tags of the thin pool (unescaped).
 std::vector<std::string> explicit_dirs(const Catalog& cat);

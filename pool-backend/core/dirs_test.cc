@@ -32,6 +32,22 @@ TEST(Dirs, ImplicitAndExplicit) {
     EXPECT_FALSE(is_directory(cat, "vm/a.img"));
 }
 
+TEST(Dirs, OwnerAndModeTags) {
+    Catalog cat = catalog({"vm/a.img"}, {"vm"});
+    for (const auto& [path, a] : std::map<std::string, DirAttrs>{
+             {"", {0, 0, 01777}}, {"vm", {1000, 100, 0750}}, {"sp:a ce/é", {7, 8, 0700}}})
+        cat.pool->tags.push_back(*dir_attrs_tag(path, a));
+    cat.pool->tags.push_back("bd.dattr=1:2:99999:bad");   // mode out of range
+    cat.pool->tags.push_back("bd.dattr=1:x:493:bad2");    // not a number
+    std::map<std::string, DirAttrs> got = dir_attrs(cat);
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got.at(""), (DirAttrs{0, 0, 01777}));
+    EXPECT_EQ(got.at("vm"), (DirAttrs{1000, 100, 0750}));
+    EXPECT_EQ(got.at("sp:a ce/é"), (DirAttrs{7, 8, 0700}));
+    EXPECT_EQ(*dir_attrs_tag("vm", {1000, 100, 0750}), "bd.dattr=1000:100:488:vm");
+    EXPECT_FALSE(dir_attrs_tag(std::string(1100, 'a'), {}));
+}
+
 TEST(Dirs, EscapedNamesRoundTrip) {
     Catalog cat = catalog({}, {"sp ace/é"});
     EXPECT_EQ(explicit_dirs(cat), std::vector<std::string>{"sp ace/é"});

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "catalog.h"
+#include "dirs.h"
 #include "error.h"
 #include "lock.h"
 #include "runner.h"
@@ -113,8 +114,11 @@ public:
     Result<Volume> set_attrs(const std::string& path, const Attrs& attrs);
     /// Finishes or undoes interrupted operations.
     Result<std::vector<Repair>> fsck(bool dry_run);
-    /// Makes an explicit (possibly empty) directory; see dirs.h.
-    Result<void> make_dir(const std::string& path);
+    /// Makes an explicit (possibly empty) directory, with an owner and mode if given; see dirs.h.
+    Result<void> make_dir(const std::string& path, std::optional<DirAttrs> attrs = std::nullopt);
+    /// Keeps a directory's owner and mode ("" is the root); an implied directory
+    /// becomes explicit, so it outlives its last volume.
+    Result<void> set_dir_attrs(const std::string& path, const DirAttrs& attrs);
     /// Removes an empty directory (ENOTEMPTY otherwise).
     Result<void> remove_dir(const std::string& path);
     /// Moves a directory and every volume below it; see dir_ops.cc for crash behaviour.

@@ -42,6 +42,7 @@ def d(mnt):
     """A fresh directory in the shared mount, so tests don't see each other's files."""
     name = "t" + uuid.uuid4().hex[:6]
     os.mkdir(mnt.p(name))
+    os.chmod(mnt.p(name), 0o1777)   # kept in a bd.dattr tag; every test user may write
     return name
 
 
@@ -262,6 +263,51 @@ def test_mkdir_and_rmdir_persist(mnt, d, tmp_path):
     assert "Not a directory" in r.stderr
 
 
+def as_user(mnt, uid, cmd, rc=0):
+    """Runs a shell command in the mount as user and group `uid`."""
+    return mnt.run(f"setpriv --reuid {uid} --regid {uid} --clear-groups sh -c '{cmd}'", rc=rc)
+
+
+def pool_tags(bd):
+    return sh("lvs", "--noheadings", "-o", "lv_tags", f"{bd.vg}/pool").stdout.strip().split(",")
+
+
+def test_directories_keep_owner_and_mode(mnt, d, tmp_path):
+    mnt.run(f"mkdir -m 750 {d}/priv && chown 1000:1000 {d}/priv")
+    st = os.stat(mnt.p(d, "priv"))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1000, 0o750)
+    as_user(mnt, 1000, f"touch {d}/priv/mine")
+    assert "Permission denied" in as_user(mnt, 1001, f"touch {d}/priv/theirs", rc=1).stderr
+    assert "Operation not permitted" in as_user(mnt, 1001, f"chmod 777 {d}/priv", rc=1).stderr
+    as_user(mnt, 1001, f"mkdir {d}/byuser")                      # owner is the caller
+    st = os.stat(mnt.p(d, "byuser"))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1001, 1001, 0o755)
+    # an implied directory (made by a volume path) keeps a mode and outlives its volume
+    mnt.bd.create(f"/{d}/impl/v.img", "4M")
+    mnt.run(f"chmod 700 {d}/impl && rm {d}/impl/v.img")
+    assert os.stat(mnt.p(d, "impl")).st_mode & 0o7777 == 0o700
+    # mv carries owner and mode; rmdir drops them
+    mnt.run(f"mv {d}/priv {d}/moved")
+    other = Mount(mnt.bd, tmp_path / "again")               # a new daemon reads the tags
+    try:
+        st = os.stat(other.p(d, "moved"))
+        assert (st.st_uid, st.st_mode & 0o7777) == (1000, 0o750)
+        assert os.stat(other.p(d)).st_mode & 0o7777 == 0o1777
+    finally:
+        other.unmount()
+    mnt.run(f"rm {d}/moved/mine && rmdir {d}/moved {d}/impl {d}/byuser")
+    assert not [t for t in pool_tags(mnt.bd) if t.startswith("bd.dattr=") and f"{d}/" in t]
+    # cp -a of a tree (it sets each directory's mode and owner) works and keeps them
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(b"data")
+    os.chmod(src / "sub", 0o701)
+    mnt.run(f"cp -a {src} {d}/copy")
+    assert os.stat(mnt.p(d, "copy", "sub")).st_mode & 0o7777 == 0o701
+    got = open(mnt.p(d, "copy", "sub", "f"), "rb").read()
+    assert got[:4] == b"data" and not got[4:].strip(b"\0")    # a volume: whole extents
+
+
 # ---- attributes -------------------------------------------------------------
 
 def test_user_xattrs_persist(mnt, d):
@@ -435,20 +481,17 @@ def test_kill_9_with_files_open_then_remount(fs_bd, tmp_path):
 
 
 def test_permissions_between_two_users(mnt, d):
-    def as_user(uid, cmd, rc=0):
-        return mnt.run(f"setpriv --reuid {uid} --regid {uid} --clear-groups sh -c '{cmd}'", rc=rc)
-
     assert os.stat(mnt.p(d)).st_mode & 0o7777 == 0o1777  # -o dir_mode=1777
     mnt.run(f"touch {d}/alice && chown 1000:1000 {d}/alice && chmod 600 {d}/alice")
-    as_user(1000, f"echo mine > {d}/alice")
-    assert "Permission denied" in as_user(1001, f"cat {d}/alice", rc=1).stderr
-    assert "Operation not permitted" in as_user(1001, f"chmod 666 {d}/alice", rc=1).stderr
-    as_user(1001, f"touch {d}/bob")
+    as_user(mnt, 1000, f"echo mine > {d}/alice")
+    assert "Permission denied" in as_user(mnt, 1001, f"cat {d}/alice", rc=1).stderr
+    assert "Operation not permitted" in as_user(mnt, 1001, f"chmod 666 {d}/alice", rc=1).stderr
+    as_user(mnt, 1001, f"touch {d}/bob")
     assert os.stat(mnt.p(d, "bob")).st_uid == 1001
     # Sticky directory: a user cannot delete another's volume.
-    assert as_user(1000, f"rm -f {d}/bob", rc=1).returncode == 1
+    assert as_user(mnt, 1000, f"rm -f {d}/bob", rc=1).returncode == 1
     assert os.path.exists(mnt.p(d, "bob"))
-    as_user(1001, f"rm {d}/bob")
+    as_user(mnt, 1001, f"rm {d}/bob")
 
 
 # ---- mounting ----------------------------------------------------------------------
