@@ -4,15 +4,20 @@ Absolute times under TCG mean little; ratios from the same run do.
   1. fio through bdfs over fio on the raw LV: sequential 1 MiB write and read,
      4 KiB random read (O_DIRECT both sides, same volume size, same job).
   2. `cp` of a file with 1 GiB written, through bdfs, over `bdctl clone` of it.
+  3. Stock-libvirt mode: Debian's libvirtd with a `dir` pool on the mount;
+     `virsh vol-clone` of that file (libvirt's own data copy) over `cp` of it.
 """
 import argparse
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "libvirt"))
+from bdlibvirt import Daemon  # noqa: E402
 BDCTL = os.path.join(ROOT, "build", "virsh-ext", "bdctl")
 BDFS = os.path.join(ROOT, "build", "fuse-view", "bdfs")
 VG, EXPORT, MNT = "benchvg", "bench", "/mnt/bdfs-bench"
@@ -75,6 +80,32 @@ def copy_ratio(n):
     print(f"{'cp through bdfs  vs bdctl clone':<44} {cp * 1000:9.0f} ms {clone * 1000:9.0f} ms"
           f"   ratio {cp / clone:5.2f}x", flush=True)
     sh("cmp", f"{MNT}/big.img", f"{MNT}/cp0.img")
+    return cp
+
+
+def stock_libvirt_ratio(n, cp):
+    print(f"\n3. stock libvirtd, dir pool on the mount, the same file, median of {n}")
+    daemon = Daemon("/usr")
+    daemon.start()
+    virsh = daemon.virsh
+    try:
+        virsh("pool-define-as", "benchdir", "dir", "--target", MNT)
+        virsh("pool-start", "benchdir")
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            virsh("vol-clone", "big.img", f"lv{i}.img", "--pool", "benchdir", timeout=1800)
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                sh("cmp", f"{MNT}/big.img", f"{MNT}/lv0.img")
+            virsh("vol-delete", f"lv{i}.img", "--pool", "benchdir")  # frees the pool again
+        vc = statistics.median(times)
+        print(f"{'virsh vol-clone (dir pool)  vs cp in the mount':<44} {vc * 1000:9.0f} ms "
+              f"{cp * 1000:9.0f} ms   ratio {vc / cp:5.2f}x", flush=True)
+    finally:
+        virsh("pool-destroy", "benchdir", rc=None)
+        virsh("pool-undefine", "benchdir", rc=None)
+        daemon.stop()
 
 
 def main():
@@ -88,11 +119,12 @@ def main():
     sh("vgcreate", "-q", VG, args.disk)
     sh(BDCTL, "export", "create", EXPORT, "--vg", VG, "--size", "6G")
     os.makedirs(MNT, exist_ok=True)
-    sh(BDFS, EXPORT, MNT)
+    sh(BDFS, EXPORT, MNT, "-o", "allow_other")
     print(f"bdfs benchmarks (guest: {os.uname().release}, TCG; compare ratios, not times)")
     try:
         fio_ratios(args.size, args.runtime)
-        copy_ratio(args.n)
+        cp = copy_ratio(args.n)
+        stock_libvirt_ratio(args.n, cp)
     finally:
         subprocess.run(["fusermount3", "-u", MNT])
 
