@@ -59,6 +59,10 @@ Result<ThinPoolPlan> plan_thin_pool(uint64_t vg_free, uint64_t extent, uint64_t 
             plan.data = whole(uint64_t(static_cast<unsigned __int128>(vg_free) * *n / 100));
             fill = true;
         } else if ((n = parse_count(spec)) && *n > 0) {
+            if (*n > vg_free / extent)
+                return fail(ENOSPC, fmt::format("--extents {} is more than the {} free extents "
+                                                "of the VG",
+                                                spec, vg_free / extent));
             plan.data = *n * extent;
         } else {
             return fail(EINVAL, fmt::format("invalid --extents \"{}\": give N%FREE with N from 1 "

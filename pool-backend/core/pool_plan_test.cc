@@ -51,6 +51,9 @@ TEST(PoolPlan, BadInputNamesTheFix) {
     Result<ThinPoolPlan> huge = plan_thin_pool(64 * GiB, X, 8 * GiB, "", 17 * GiB);
     ASSERT_FALSE(huge);
     EXPECT_NE(huge.error().message.find("--metadata-size"), std::string::npos);
+    Result<ThinPoolPlan> wraps = plan_thin_pool(2 * GiB, X, 0, "4398046511204", 0);  // *X wraps
+    ASSERT_FALSE(wraps);
+    EXPECT_EQ(wraps.error().code, ENOSPC);
     Result<ThinPoolPlan> tiny = plan_thin_pool(20 * MiB, X, 0, "90%FREE", 0);
     ASSERT_FALSE(tiny);
     EXPECT_EQ(tiny.error().code, ENOSPC);
