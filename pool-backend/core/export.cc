@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 #include "dm.h"
@@ -269,10 +270,14 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
         done.push_back(v.path);
         lvs.push_back(v.lv);
     }
-    // One command for all of them: a pool start after a reboot may find many.
-    if (!lvs.empty())
-        if (Result<CommandOutput> out = run(lvchange_activate_argv(vg_, lvs, true)); !out)
+    // One command per 256 of them: a pool start after a reboot may find many,
+    // and a batch keeps the command line far below ARG_MAX.
+    constexpr size_t kBatch = 256;
+    for (size_t i = 0; i < lvs.size(); i += kBatch) {
+        std::vector<std::string> batch(lvs.begin() + i, lvs.begin() + std::min(lvs.size(), i + kBatch));
+        if (Result<CommandOutput> out = run(lvchange_activate_argv(vg_, batch, true)); !out)
             return tl::unexpected(out.error());
+    }
     return done;
 }
 
