@@ -170,6 +170,12 @@ Result<bd::Volume> Fs::volume_of(const std::string& id) {
     return *v;
 }
 
+std::optional<bd::DirAttrs> Fs::setgid_parent(fuse_ino_t parent) {
+    Result<Resolved> dir = resolve_dir(parent);
+    if (dir && dir->entry.dir && (dir->entry.dir->mode & S_ISGID)) return *dir->entry.dir;
+    return std::nullopt;
+}
+
 Result<std::string> Fs::new_path(fuse_ino_t parent, const std::string& name) {
     std::optional<NodeKey> key = key_of(parent);
     if (!key || key->kind != Kind::kDir) return bd::fail(ENOTDIR, "parent is not a directory");
@@ -259,6 +265,10 @@ Result<fuse_entry_param> Fs::mkdir(fuse_ino_t parent, const std::string& name, m
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
     bd::DirAttrs a{ctx.uid, ctx.gid, uint32_t(mode & 07777)};
+    if (std::optional<bd::DirAttrs> p = setgid_parent(parent)) {  // BSD group semantics
+        a.gid = p->gid;
+        a.mode |= S_ISGID;
+    }
     if (Result<void> ok = ex_.make_dir(*path, a); !ok) return tl::unexpected(ok.error());
     return entry_param(Entry{name, Kind::kDir, *path, nullptr, &a});
 }
@@ -455,12 +465,13 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
     if (r->entry.kind == Kind::kDir) {
         if (to_set & FUSE_SET_ATTR_SIZE) return bd::fail(EISDIR, "is a directory");
         if (!(to_set & owner)) return stat_of(r->entry);  // times of directories are not kept
-        bd::DirAttrs a = r->entry.dir ? *r->entry.dir : bd::DirAttrs{0, 0, uint32_t(opts_.dir_mode)};
-        if (to_set & FUSE_SET_ATTR_MODE) a.mode = attr.st_mode & 07777;
-        if (to_set & FUSE_SET_ATTR_UID) a.uid = attr.st_uid;
-        if (to_set & FUSE_SET_ATTR_GID) a.gid = attr.st_gid;
-        if (Result<void> ok = ex_.set_dir_attrs(r->entry.path, a); !ok)
-            return tl::unexpected(ok.error());
+        bd::DirAttrChange c;  // only what was asked: the core merges it under its lock
+        if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr.st_mode & 07777;
+        if (to_set & FUSE_SET_ATTR_UID) c.uid = attr.st_uid;
+        if (to_set & FUSE_SET_ATTR_GID) c.gid = attr.st_gid;
+        Result<bd::DirAttrs> ok =
+            ex_.set_dir_attrs(r->entry.path, c, bd::DirAttrs{0, 0, uint32_t(opts_.dir_mode)});
+        if (!ok) return tl::unexpected(ok.error());
         return getattr(ino);
     }
     if (r->entry.kind != Kind::kFile) {

@@ -178,6 +178,8 @@ class Fs {
     fuse_ino_t remember(const NodeKey& key);
     std::optional<NodeKey> key_of(fuse_ino_t ino);
     void rekey(const NodeKey& from, const NodeKey& to);
+    // The parent directory's kept attributes if it is setgid (new entries take its group).
+    std::optional<bd::DirAttrs> setgid_parent(fuse_ino_t parent);
     Result<std::string> new_path(fuse_ino_t parent, const std::string& name);
 
     Result<void> set_size(const bd::Volume& v, uint64_t size);

@@ -154,6 +154,7 @@ Result<fuse_entry_param> Fs::create(fuse_ino_t parent, const std::string& name, 
     bd::Attrs a;
     a.uid = ctx.uid;
     a.gid = ctx.gid;
+    if (std::optional<bd::DirAttrs> p = setgid_parent(parent)) a.gid = p->gid;
     a.mode = mode & 07777;
     a.mtime = time(nullptr);
     a.xattrs[kUnsizedXattr] = "1";

@@ -28,41 +28,37 @@ Result<void> check_parent(const Catalog& cat, const std::string& path, const std
     return {};
 }
 
-// The bd.dattr tags of directories at or below `dir`.
-std::vector<std::string> attr_tags_within(const Catalog& cat, const std::string& dir) {
-    std::vector<std::string> out;
-    for (const auto& [path, a] : dir_attrs(cat))
-        if (path == dir || (!dir.empty() && is_within(path, dir)))
-            if (Result<std::string> t = dir_attrs_tag(path, a); t) out.push_back(*t);
-    return out;
-}
-
 }  // namespace
 
-Result<void> Export::set_dir_attrs(const std::string& path, const DirAttrs& attrs) {
+Result<DirAttrs> Export::set_dir_attrs(const std::string& path, const DirAttrChange& change,
+                                       const DirAttrs& fallback) {
     std::string norm;
     if (!path.empty() && path != "/") {
         Result<std::string> n = normalize_path(path);
         if (!n) return tl::unexpected(n.error());
         norm = *n;
     }
-    if (attrs.mode > 07777)
-        return fail(EINVAL, fmt::format("invalid mode {:o} for directory \"{}\"", attrs.mode, norm));
-    Result<std::string> tag = dir_attrs_tag(norm, attrs);
-    if (!tag) return tl::unexpected(tag.error());
+    if (change.mode && *change.mode > 07777)
+        return fail(EINVAL, fmt::format("invalid mode {:o} for directory \"{}\"", *change.mode, norm));
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
     if (cat->find(norm) || !is_directory(*cat, norm))
         return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", norm, name_));
-    TagEdit edit;
+    // Merged under the lock with what is kept now, so a concurrent chmod and
+    // chown both land.
     std::map<std::string, DirAttrs> now = dir_attrs(*cat);
-    if (auto it = now.find(norm); it != now.end()) {
-        if (it->second == attrs) return {};
-        edit.del.push_back(*dir_attrs_tag(norm, it->second));
-    }
-    edit.add.push_back(*tag);
+    auto it = now.find(norm);
+    const DirAttrs old = it != now.end() ? it->second : fallback;
+    DirAttrs attrs = old;
+    if (change.uid) attrs.uid = *change.uid;
+    if (change.gid) attrs.gid = *change.gid;
+    if (change.mode) attrs.mode = *change.mode;
+    if (it != now.end() && attrs == old) return attrs;
+    Result<std::string> tag = dir_attrs_tag(norm, attrs);
+    if (!tag) return tl::unexpected(tag.error());
+    TagEdit edit{{*tag}, dir_attrs_tags_of(*cat, norm, false)};
     std::vector<std::string> explicit_ = explicit_dirs(*cat);
     if (!norm.empty() && std::find(explicit_.begin(), explicit_.end(), norm) == explicit_.end()) {
         Result<std::string> dir = make_tag(tags::kDir, norm);
@@ -71,7 +67,7 @@ Result<void> Export::set_dir_attrs(const std::string& path, const DirAttrs& attr
     }
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
         return tl::unexpected(classify(out.error()));
-    return {};
+    return attrs;
 }
 
 Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> attrs) {
@@ -80,11 +76,10 @@ Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> a
     Result<std::string> tag = make_tag(tags::kDir, *norm);
     if (!tag) return tl::unexpected(tag.error());
     TagEdit edit{{*tag}, {}};
-    if (attrs) {
-        Result<std::string> a = dir_attrs_tag(*norm, *attrs);
-        if (!a) return tl::unexpected(a.error());
-        edit.add.push_back(*a);
-    }
+    // A path too long for the attrs tag still makes the directory; it then
+    // shows the default owner and mode (chmod on it is ENAMETOOLONG).
+    if (attrs)
+        if (Result<std::string> a = dir_attrs_tag(*norm, *attrs); a) edit.add.push_back(*a);
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
@@ -92,6 +87,7 @@ Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> a
     if (cat->find(*norm) || is_directory(*cat, *norm))
         return fail(EEXIST, fmt::format("\"{}\" already exists in export \"{}\"", *norm, name_));
     if (Result<void> ok = check_parent(*cat, *norm, name_); !ok) return ok;
+    edit.del = dir_attrs_tags_of(*cat, *norm, false);  // a stale one, if any
     // One lvchange: the directory and its owner appear together.
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
         return tl::unexpected(classify(out.error()));
@@ -117,9 +113,7 @@ Result<void> Export::remove_dir(const std::string& path) {
     TagEdit edit;
     for (const std::string& t : cat->pool->tags)
         if (t == *make_tag(tags::kDir, *norm)) edit.del.push_back(t);
-    for (const std::string& t : attr_tags_within(*cat, *norm))
-        if (std::find(cat->pool->tags.begin(), cat->pool->tags.end(), t) != cat->pool->tags.end())
-            edit.del.push_back(t);
+    for (const std::string& t : dir_attrs_tags_of(*cat, *norm, true)) edit.del.push_back(t);
     if (edit.del.empty()) return {};
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
         return tl::unexpected(classify(out.error()));
@@ -163,22 +157,23 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
             edit.add.push_back(*tag);
         }
         if (edit.add.empty()) edit.add.push_back(*make_tag(tags::kDir, *to));
-        std::map<std::string, DirAttrs> attrs = dir_attrs(*cat);
-        for (const auto& [path, a] : attrs) {  // owners and modes move along
+        // Owners and modes move along; an empty target's own are replaced, as
+        // POSIX replaces the target directory.
+        edit.del = dir_attrs_tags_of(*cat, *to, true);
+        for (const auto& [path, a] : dir_attrs(*cat)) {
             if (!is_within(path, *from)) continue;
-            std::string moved = reparent(path, *from, *to);
-            Result<std::string> tag = dir_attrs_tag(moved, a);
+            Result<std::string> tag = dir_attrs_tag(reparent(path, *from, *to), a);
             if (!tag) return tl::unexpected(tag.error());
             edit.add.push_back(*tag);
-            if (auto old = attrs.find(moved); old != attrs.end() && !(old->second == a))
-                edit.del.push_back(*dir_attrs_tag(moved, old->second));  // the empty target's
         }
         for (const Volume& v : cat->volumes)
             if (is_within(v.path, *from)) volumes.push_back(v.path);
+        for (const std::string& t : edit.add)  // kept as it is, not deleted and re-added
+            edit.del.erase(std::remove(edit.del.begin(), edit.del.end(), t), edit.del.end());
         for (const std::string& t : cat->pool->tags)
             for (auto it = edit.add.begin(); it != edit.add.end();)
                 it = *it == t ? edit.add.erase(it) : it + 1;
-        if (!edit.add.empty())
+        if (!edit.add.empty() || !edit.del.empty())
             if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
                 return tl::unexpected(classify(out.error()));
     }
@@ -194,9 +189,7 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
         std::optional<std::string> d = tag_value({t}, tags::kDir);
         if (d && is_within(*d, *from)) drop.del.push_back(t);
     }
-    for (const std::string& t : attr_tags_within(*cat, *from))
-        if (std::find(cat->pool->tags.begin(), cat->pool->tags.end(), t) != cat->pool->tags.end())
-            drop.del.push_back(t);
+    for (const std::string& t : dir_attrs_tags_of(*cat, *from, true)) drop.del.push_back(t);
     if (drop.del.empty()) return {};
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, drop)); !out)
         return tl::unexpected(classify(out.error()));

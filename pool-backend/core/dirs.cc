@@ -1,6 +1,8 @@
 #include "dirs.h"
 
 #include <charconv>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -22,23 +24,41 @@ std::vector<std::string> explicit_dirs(const Catalog& cat) {
     return tag_values(cat.pool->tags, tags::kDir);
 }
 
+namespace {
+
+// "UID:GID:MODE:PATH" -> (PATH, attrs); nullopt when malformed.
+std::optional<std::pair<std::string, DirAttrs>> parse_dir_attrs(const std::string& value) {
+    uint32_t f[3] = {};
+    const char* p = value.data();
+    const char* end = value.data() + value.size();
+    for (uint32_t& n : f) {
+        auto [next, ec] = std::from_chars(p, end, n);
+        if (ec != std::errc() || next == end || *next != ':') return std::nullopt;
+        p = next + 1;
+    }
+    if (f[2] > 07777) return std::nullopt;
+    return std::make_pair(std::string(p, end), DirAttrs{f[0], f[1], f[2]});
+}
+
+}  // namespace
+
 std::map<std::string, DirAttrs> dir_attrs(const Catalog& cat) {
     std::map<std::string, DirAttrs> out;
     if (!cat.pool) return out;
-    for (const std::string& value : tag_values(cat.pool->tags, tags::kDirAttrs)) {
-        uint32_t f[3] = {};
-        const char* p = value.data();
-        const char* end = value.data() + value.size();
-        bool ok = true;
-        for (uint32_t& n : f) {
-            auto [next, ec] = std::from_chars(p, end, n);
-            if (ec != std::errc() || next == end || *next != ':') {
-                ok = false;
-                break;
-            }
-            p = next + 1;
-        }
-        if (ok && f[2] <= 07777) out[std::string(p, end)] = DirAttrs{f[0], f[1], f[2]};
+    for (const std::string& value : tag_values(cat.pool->tags, tags::kDirAttrs))
+        if (auto parsed = parse_dir_attrs(value)) out[parsed->first] = parsed->second;
+    return out;
+}
+
+std::vector<std::string> dir_attrs_tags_of(const Catalog& cat, const std::string& dir, bool below) {
+    std::vector<std::string> out;
+    if (!cat.pool) return out;
+    for (const std::string& tag : cat.pool->tags) {
+        std::optional<std::string> value = tag_value({tag}, tags::kDirAttrs);
+        if (!value) continue;
+        auto parsed = parse_dir_attrs(*value);
+        if (parsed && (parsed->first == dir || (below && !dir.empty() && is_within(parsed->first, dir))))
+            out.push_back(tag);
     }
     return out;
 }

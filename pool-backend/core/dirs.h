@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,12 +28,21 @@ struct DirAttrs {
     bool operator==(const DirAttrs&) const = default;
 };
 
+/// A chmod/chown of a directory: the fields to change.
+struct DirAttrChange {
+    std::optional<uint32_t> uid, gid, mode;
+};
+
 /// Owner and mode kept for directories, by path ("" is the export's root).
 /// Malformed tags are ignored.
 std::map<std::string, DirAttrs> dir_attrs(const Catalog& cat);
 
 /// The bd.dattr tag for `path` (ENAMETOOLONG past the tag limit).
 Result<std::string> dir_attrs_tag(const std::string& path, const DirAttrs& a);
+
+/// The thin pool's bd.dattr tags, as stored, of `dir` and (with `below`) of
+/// every directory under it: what to delete, duplicates and odd spellings included.
+std::vector<std::string> dir_attrs_tags_of(const Catalog& cat, const std::string& dir, bool below);
 
 /// Explicit directories: the bd.dir tags of the thin pool (unescaped).
 std::vector<std::string> explicit_dirs(const Catalog& cat);

@@ -46,6 +46,13 @@ TEST(Dirs, OwnerAndModeTags) {
     EXPECT_EQ(got.at("sp:a ce/é"), (DirAttrs{7, 8, 0700}));
     EXPECT_EQ(*dir_attrs_tag("vm", {1000, 100, 0750}), "bd.dattr=1000:100:488:vm");
     EXPECT_FALSE(dir_attrs_tag(std::string(1100, 'a'), {}));
+    // what to delete is the stored tags, duplicates and odd spellings included
+    cat.pool->tags.push_back("bd.dattr=00:0:493:vm");
+    cat.pool->tags.push_back(*dir_attrs_tag("vm/sub", {}));
+    EXPECT_EQ(dir_attrs_tags_of(cat, "vm", false),
+              (std::vector<std::string>{"bd.dattr=1000:100:488:vm", "bd.dattr=00:0:493:vm"}));
+    EXPECT_EQ(dir_attrs_tags_of(cat, "vm", true).size(), 3u);
+    EXPECT_EQ(dir_attrs_tags_of(cat, "", false), std::vector<std::string>{"bd.dattr=0:0:1023:"});
 }
 
 TEST(Dirs, EscapedNamesRoundTrip) {

@@ -116,9 +116,11 @@ public:
     Result<std::vector<Repair>> fsck(bool dry_run);
     /// Makes an explicit (possibly empty) directory, with an owner and mode if given; see dirs.h.
     Result<void> make_dir(const std::string& path, std::optional<DirAttrs> attrs = std::nullopt);
-    /// Keeps a directory's owner and mode ("" is the root); an implied directory
+    /// Changes a directory's kept owner and mode ("" is the root), starting from
+    /// `fallback` when none is kept; returns the result. An implied directory
     /// becomes explicit, so it outlives its last volume.
-    Result<void> set_dir_attrs(const std::string& path, const DirAttrs& attrs);
+    Result<DirAttrs> set_dir_attrs(const std::string& path, const DirAttrChange& change,
+                                   const DirAttrs& fallback);
     /// Removes an empty directory (ENOTEMPTY otherwise).
     Result<void> remove_dir(const std::string& path);
     /// Moves a directory and every volume below it; see dir_ops.cc for crash behaviour.

@@ -295,6 +295,18 @@ def test_directories_keep_owner_and_mode(mnt, d, tmp_path):
         assert os.stat(other.p(d)).st_mode & 0o7777 == 0o1777
     finally:
         other.unmount()
+    # a directory moved over an empty one replaces it, owner and mode included
+    mnt.run(f"mkdir -m 700 {d}/target")
+    mnt.bd.create(f"/{d}/implied/v.img", "4M")
+    mnt.run(f"mv {d}/implied {d}/target")
+    assert os.stat(mnt.p(d, "target")).st_mode & 0o7777 == 0o1777   # -o dir_mode, not 0700
+    mnt.run(f"rm {d}/target/v.img && rmdir {d}/target")
+    # setgid directories hand their group down
+    mnt.run(f"mkdir {d}/sg && chown 0:1001 {d}/sg && chmod 2775 {d}/sg")
+    mnt.run(f"mkdir {d}/sg/child && touch {d}/sg/f")
+    child, f = os.stat(mnt.p(d, "sg", "child")), os.stat(mnt.p(d, "sg", "f"))
+    assert child.st_gid == 1001 and child.st_mode & 0o2000 and f.st_gid == 1001
+    mnt.run(f"rm {d}/sg/f && rmdir {d}/sg/child {d}/sg")
     mnt.run(f"rm {d}/moved/mine && rmdir {d}/moved {d}/impl {d}/byuser")
     assert not [t for t in pool_tags(mnt.bd) if t.startswith("bd.dattr=") and f"{d}/" in t]
     # cp -a of a tree (it sets each directory's mode and owner) works and keeps them
@@ -481,7 +493,8 @@ def test_kill_9_with_files_open_then_remount(fs_bd, tmp_path):
 
 
 def test_permissions_between_two_users(mnt, d):
-    assert os.stat(mnt.p(d)).st_mode & 0o7777 == 0o1777  # -o dir_mode=1777
+    assert os.stat(mnt.p(d)).st_mode & 0o7777 == 0o1777  # the d fixture's chmod
+    assert os.stat(mnt.path).st_mode & 0o7777 == 0o1777  # the root: -o dir_mode=1777
     mnt.run(f"touch {d}/alice && chown 1000:1000 {d}/alice && chmod 600 {d}/alice")
     as_user(mnt, 1000, f"echo mine > {d}/alice")
     assert "Permission denied" in as_user(mnt, 1001, f"cat {d}/alice", rc=1).stderr
