@@ -298,7 +298,7 @@ def test_directories_keep_owner_and_mode(mnt, d, tmp_path):
     # a directory moved over an empty one replaces it, owner and mode included
     mnt.run(f"mkdir -m 700 {d}/target")
     mnt.bd.create(f"/{d}/implied/v.img", "4M")
-    mnt.run(f"mv {d}/implied {d}/target")
+    mnt.run(f"mv -T {d}/implied {d}/target")                 # rename(2) over it
     assert os.stat(mnt.p(d, "target")).st_mode & 0o7777 == 0o1777   # -o dir_mode, not 0700
     mnt.run(f"rm {d}/target/v.img && rmdir {d}/target")
     # setgid directories hand their group down
