@@ -38,8 +38,8 @@ def sh(*argv, check=True, env=None, input=None):
 class Bd:
     """One export on its own loop-device VG."""
 
-    def __init__(self, name, vg, loop):
-        self.name, self.vg, self.loop = name, vg, loop
+    def __init__(self, name, vg, loop, img=None):
+        self.name, self.vg, self.loop, self.img = name, vg, loop, img
 
     def run(self, *args, rc=0, env=None):
         r = sh(BDCTL, *args, check=False, env=env)
@@ -98,7 +98,7 @@ def make_export(tmp_root, name, pool_size="512M", disk_size="2G", extra=()):
     img = os.path.join(tmp_root, f"{vg}.img")
     sh("truncate", "-s", disk_size, img)
     loop = sh("losetup", "--find", "--show", img).stdout.strip()
-    bd = Bd(name, vg, loop)
+    bd = Bd(name, vg, loop, img)
     bd.run("export", "create", name, "--vg", vg, "--pv", loop, "--size", pool_size, *extra)
     return bd
 
@@ -106,6 +106,10 @@ def make_export(tmp_root, name, pool_size="512M", disk_size="2G", extra=()):
 def destroy(bd):
     sh("vgremove", "-f", "-y", bd.vg, check=False)
     sh("losetup", "-d", bd.loop, check=False)
+    # The guest's /tmp is a tmpfs of half its memory: give the backing file's
+    # pages back, or later exports fail with write errors on their loop device.
+    if bd.img and os.path.exists(bd.img):
+        os.unlink(bd.img)
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
 """Exports: create, list, info, threshold, delete."""
+import os
+
 import pytest
 
 from conftest import BDCTL, destroy, make_export, sh
@@ -83,6 +85,7 @@ def test_thin_pool_metadata_is_sized_for_many_volumes(tmp_path):
     finally:
         sh("vgremove", "-f", "-y", "vgmeta", check=False)
         sh("losetup", "-d", loop)
+        os.unlink(tmp_path / "m.img")
 
 
 def test_threshold_refuses_create_and_clone(tmp_path_factory):
