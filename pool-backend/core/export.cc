@@ -31,8 +31,9 @@ const VgRecord* find_vg(const std::vector<VgRecord>& vgs, const std::string& nam
     return nullptr;
 }
 
-Result<std::vector<VgRecord>> all_vgs(Runner& runner) {
-    Result<CommandOutput> out = runner.run(vgs_argv());
+// Every VG, or only `vg`.
+Result<std::vector<VgRecord>> all_vgs(Runner& runner, const std::string& vg = "") {
+    Result<CommandOutput> out = runner.run(vgs_argv(vg));
     if (!out) return tl::unexpected(out.error());
     return parse_vgs(out->out);
 }
@@ -65,7 +66,8 @@ Result<void> check_new_export(const std::vector<VgRecord>& vgs, const ExportSpec
     return {};
 }
 
-Result<void> make_pool(Runner& runner, const ExportSpec& spec, Undo& undo) {
+// `known`: the VG as read before, if this export did not just create it.
+Result<void> make_pool(Runner& runner, const ExportSpec& spec, const VgRecord* known, Undo& undo) {
     Result<CommandOutput> out = runner.run(lvs_argv(spec.vg));
     if (!out) return tl::unexpected(out.error());
     Result<std::vector<LvRecord>> lvs = parse_lvs(out->out);
@@ -79,10 +81,14 @@ Result<void> make_pool(Runner& runner, const ExportSpec& spec, Undo& undo) {
         return {};
     }
     // bd sizes the metadata itself (pool_plan.h): LVM's default runs out after a
-    // few hundred thin LVs in a small pool.
-    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
-    if (!vgs) return tl::unexpected(vgs.error());
-    const VgRecord* vg = find_vg(*vgs, spec.vg);
+    // few hundred thin LVs in a small pool. A VG made just now is read for its size.
+    Result<std::vector<VgRecord>> fresh;
+    const VgRecord* vg = known;
+    if (!vg) {
+        fresh = all_vgs(runner, spec.vg);
+        if (!fresh) return tl::unexpected(fresh.error());
+        vg = find_vg(*fresh, spec.vg);
+    }
     if (!vg) return fail(ENOENT, fmt::format("VG \"{}\" vanished while being exported", spec.vg));
     Result<ThinPoolPlan> plan =
         plan_thin_pool(vg->free, vg->extent_size, spec.size, spec.extents, spec.metadata_size);
@@ -176,7 +182,8 @@ Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
         if (!made) return tl::unexpected(made.error());
         undo.steps.push_back(vgremove_argv(spec.vg));
     }
-    if (Result<void> ok = step(make_pool(runner, spec, undo)); !ok)
+    const VgRecord* known = spec.pvs.empty() ? find_vg(*vgs, spec.vg) : nullptr;
+    if (Result<void> ok = step(make_pool(runner, spec, known, undo)); !ok)
         return tl::unexpected(ok.error());
     // The bd.export tag is the commit point: without it there is no export.
     TagEdit edit{{*make_tag(kPoolTag, spec.thinpool),

@@ -52,9 +52,8 @@ Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {
 
 Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t data,
                           uint64_t metadata) {
-    return {"lvcreate",        "--type", "thin-pool",          "--name",
-            pool,              "--size", bytes_arg(data),      "--poolmetadatasize",
-            bytes_arg(metadata), vg};
+    return {"lvcreate", "--type", "thin-pool", "--name", pool, "--size", bytes_arg(data),
+            "--poolmetadatasize", bytes_arg(metadata), vg};
 }
 
 Argv thin_create_argv(const std::string& vg, const std::string& pool, const std::string& lv,

@@ -78,6 +78,10 @@ def test_thin_pool_metadata_is_sized_for_many_volumes(tmp_path):
         assert lv_bytes("vgmeta/pool", "lv_metadata_size") == 64 << 20
         assert lv_bytes("vgmeta/pool", "lv_size") == 256 << 20
         sh("vgremove", "-f", "-y", "vgmeta")
+        sh("vgcreate", "-q", "vgmeta", loop)                  # a VG that exists already
+        sh(BDCTL, "export", "create", "meta4", "--vg", "vgmeta", "--size", "256M")
+        assert lv_bytes("vgmeta/pool", "lv_metadata_size") == 16 << 20
+        sh("vgremove", "-f", "-y", "vgmeta")
         r = sh(BDCTL, "export", "create", "meta3", "--vg", "vgmeta", "--pv", loop,
                "--extents", "50%VG", check=False)
         assert r.returncode == 2 and "N%FREE" in r.stderr, r.stderr
