@@ -270,7 +270,9 @@ Result<fuse_entry_param> Fs::mkdir(fuse_ino_t parent, const std::string& name, m
         a.mode |= S_ISGID;
     }
     if (Result<void> ok = ex_.make_dir(*path, a); !ok) return tl::unexpected(ok.error());
-    return entry_param(Entry{name, Kind::kDir, *path, nullptr, &a});
+    // A path too long for the attrs tag was made without them (dir_ops.cc).
+    bool kept = bool(bd::dir_attrs_tag(*path, a));
+    return entry_param(Entry{name, Kind::kDir, *path, nullptr, kept ? &a : nullptr});
 }
 
 Result<void> Fs::rmdir(fuse_ino_t parent, const std::string& name) {
