@@ -17,23 +17,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "libvirt"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bdlibvirt import Daemon  # noqa: E402
+from core_bench import sh, timed  # noqa: E402
 BDCTL = os.path.join(ROOT, "build", "virsh-ext", "bdctl")
 BDFS = os.path.join(ROOT, "build", "fuse-view", "bdfs")
 VG, EXPORT, MNT = "benchvg", "bench", "/mnt/bdfs-bench"
-
-
-def sh(*argv):
-    r = subprocess.run(argv, capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(f"{' '.join(argv)} failed: {r.stderr}")
-    return r.stdout
-
-
-def timed(*argv):
-    t0 = time.perf_counter()
-    sh(*argv)
-    return time.perf_counter() - t0
 
 
 def device(path):

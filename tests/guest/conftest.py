@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 BUILD = os.environ.get("BD_BUILD_DIR", os.path.join(ROOT, "build"))
 BDCTL = os.path.join(BUILD, "virsh-ext", "bdctl")
 

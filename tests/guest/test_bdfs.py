@@ -18,6 +18,7 @@ import pytest
 
 from bdfs_mount import BDFS, Mount, mounted
 from conftest import BUILD, destroy, make_export, sh
+from devio import read_at as read, write_at as write
 
 IOTOOL = os.path.join(BUILD, "fuse-view", "bdfs-iotool")
 MiB = 1 << 20
@@ -59,21 +60,6 @@ def sha(path, size=None):
     with open(path, "rb") as f:
         h.update(f.read(size) if size else f.read())
     return h.hexdigest()
-
-
-def write(path, data, offset=0):
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read(path, size, offset=0):
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
 
 
 # ---- the seed's examples, verbatim ------------------------------------------------

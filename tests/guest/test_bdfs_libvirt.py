@@ -21,7 +21,7 @@ from conftest import destroy, make_export, sh
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "libvirt"))
 from bdlibvirt import (LOGFILE, QEMU, STOCK_VIRSH, Daemon, build_nested_initramfs,  # noqa: E402
-                       domain_xml, run_nested_guest, vol_info)
+                       domain_xml, fds_on, run_nested_guest, vol_info)
 
 MiB = 1 << 20
 POOL = "bdfs"
@@ -240,14 +240,7 @@ def test_domain_boots_from_a_bdfs_volume(env, stock_daemon, tmp_path):
         # QEMU runs in libvirt's own mount namespace, so compare files, not paths
         assert os.readlink(f"/proc/{pid}/exe").endswith(QEMU)
         want = os.stat(m.p(name))
-        held = []
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                st = os.stat(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
-                held.append(fd)
+        held = fds_on(pid, lambda st: (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino))
         assert held, f"QEMU {pid} does not hold {m.p(name)} (through bdfs) open"
         running_uid = os.stat(m.p(name)).st_uid           # chowned for QEMU's user
         run_nested_guest(qemu, domain, serial, size, hashlib.sha256(data).hexdigest())

@@ -13,6 +13,9 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import sys  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from devio import fds_on, read_at as read_dev, write_at as write_dev  # noqa: E402,F401
 BUILD = os.environ.get("BD_BUILD_DIR", os.path.join(ROOT, "build"))
 BDCTL_DIR = os.path.join(BUILD, "virsh-ext")
 BDCTL = os.path.join(BDCTL_DIR, "bdctl")
@@ -310,21 +313,6 @@ def lv_field(device, field):
     """One `lvs` field of the LV behind /dev/VG/LV."""
     vg, lv = device.split("/")[-2:]
     return sh("lvs", "--noheadings", "-o", field, f"{vg}/{lv}").stdout.strip()
-
-
-def write_dev(device, data, offset=0):
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_dev(device, n, offset=0):
-    with open(device, "rb") as f:
-        f.seek(offset)
-        return f.read(n)
 
 
 def bdctl_json(*args):

@@ -4,8 +4,9 @@ console. QEMU (nested TCG, direct kernel boot of a busybox initramfs) opens
 the LV's dm device itself. One boot only: it takes a minute or more."""
 import hashlib
 import os
+import stat
 
-from bdlibvirt import QEMU, build_nested_initramfs, domain_xml, run_nested_guest, vol_path
+from bdlibvirt import QEMU, build_nested_initramfs, domain_xml, fds_on, run_nested_guest, vol_path
 
 DOMAIN = "bde2e"
 VOLUME = "vm/e2e.img"
@@ -45,14 +46,7 @@ def test_domain_boots_from_bd_volume(daemon, pool, patched, tmp_path):
             cmdline = f.read().replace(b"\0", b" ").decode()
         assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(QEMU)
         assert dev in cmdline, cmdline                     # /dev/VG/LV, not a file
-        held = []
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                st = os.stat(f"/proc/{pid}/fd/{fd}")
-            except FileNotFoundError:
-                continue
-            if st.st_rdev == dm and (st.st_mode & 0o170000) == 0o060000:
-                held.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        held = fds_on(pid, lambda st: stat.S_ISBLK(st.st_mode) and st.st_rdev == dm)
         assert held, f"QEMU {pid} holds no fd on {dev} (dm {os.major(dm)}:{os.minor(dm)})"
         print(f"QEMU {pid} holds {held} = {dev}")
 
