@@ -3,6 +3,9 @@
 
 #include <cerrno>
 #include <string>
+#include <string_view>
+
+#include "text.h"
 #include <tl/expected.hpp>
 #include <utility>
 
@@ -10,8 +13,11 @@ namespace bd {
 
 /// An error with an errno-like code and a message a user can act on.
 struct Error {
+    Error() = default;
+    /// The message is made printable: it often quotes a user's path.
+    Error(int code_, std::string_view message_) : code(code_), message(printable(message_)) {}
     int code = EIO;       ///< errno value (ENOENT, EEXIST, EBUSY, ...).
-    std::string message;  ///< Names the object and what to do about it.
+    std::string message;  ///< Names the object and what to do about it; no control characters.
 };
 
 template <typename T>

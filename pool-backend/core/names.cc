@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "text.h"
+
 namespace bd {
 
 namespace {
@@ -17,26 +19,6 @@ bool is_plain_tag_char(unsigned char c) {
     if (std::isalnum(c)) return true;
     static constexpr std::string_view kPunct = "_+.:/=&#-";
     return kPunct.find(char(c)) != std::string_view::npos;
-}
-
-// Accepts well-formed UTF-8 only (no overlongs, no surrogates).
-bool valid_utf8(std::string_view s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        unsigned char c = s[i];
-        size_t extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 9;
-        if (extra == 9 || s.size() - i <= extra) return false;
-        uint32_t cp = extra == 0 ? c : c & (0x3f >> extra);
-        for (size_t k = 1; k <= extra; ++k) {
-            unsigned char cc = s[i + k];
-            if ((cc >> 6) != 2) return false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += extra + 1;
-    }
-    return true;
 }
 
 Result<void> check_component(std::string_view path, std::string_view comp) {
@@ -66,6 +48,12 @@ Result<std::string> normalize_path(std::string_view path) {
         return fail(EINVAL, "invalid path: contains a NUL byte");
     if (!valid_utf8(path))
         return fail(EINVAL, fmt::format("invalid path \"{}\": not valid UTF-8", path));
+    // Paths reach terminals, logs and XML: none may steer them.
+    for (size_t i = 0; i < path.size();)
+        if (std::optional<char32_t> c = next_code_point(path, i); c && is_control(*c))
+            return fail(EINVAL, fmt::format("invalid path \"{}\": control character U+{:04X} "
+                                            "(rename it without control characters)",
+                                            path, uint32_t(*c)));
     size_t start = 0;
     while (true) {
         size_t slash = path.find('/', start);

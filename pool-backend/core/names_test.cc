@@ -42,6 +42,26 @@ TEST(NormalizePath, RejectsHostileNames) {
     EXPECT_TRUE(normalize_path(std::string(255, 'a')));
 }
 
+TEST(NormalizePath, RefusesControlCharacters) {
+    for (const char* bad : {"a\nb", "x\x1b" "[31mred", "tab\there", "del\x7f" "", "c1\xc2\x9b",
+                            "bidi\xe2\x80\xae" "evil"}) {
+        Result<std::string> r = normalize_path(bad);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_EQ(r.error().code, EINVAL);
+        EXPECT_EQ(r.error().message.find('\x1b'), std::string::npos);
+        EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
+    }
+}
+
+TEST(Printable, EscapesControlsAndBadBytesOnly) {
+    EXPECT_EQ(printable("plain/ünï.img $x"), "plain/ünï.img $x");
+    EXPECT_EQ(printable("a\nb\x1b[2J"), "a\\x0ab\\x1b[2J");
+    EXPECT_EQ(printable("\xff\xc2\x9b"), "\\xff\\u{009b}");
+    EXPECT_EQ(printable("\xe2\x80\xae"), "\\u{202e}");
+    EXPECT_EQ(printable(printable("a\nb")), printable("a\nb"));  // idempotent
+    EXPECT_EQ(Error(EIO, "x\ry").message, "x\\x0dy");          // every error message
+}
+
 TEST(NormalizePath, TagLimit) {
     // 1024-char tags minus "bd.path=" leave 1016 plain characters.
     std::string ok, too_long;
