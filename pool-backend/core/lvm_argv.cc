@@ -1,5 +1,7 @@
 #include "lvm_argv.h"
 
+#include <fmt/format.h>
+
 namespace bd {
 
 namespace {
@@ -22,81 +24,111 @@ Argv with_report_flags(Argv argv) {
     return argv;
 }
 
+// Every command that changes metadata makes LVM archive the old copy in
+// /etc/lvm/archive, and LVM's default keeps every archive younger than 30 days:
+// thousands of changes a day would fill /etc. bd's changes keep the newest
+// kArchivesKept archives of the VG instead (docs/ARCHITECTURE.md, "Security").
+Argv change(std::initializer_list<std::string> head) {
+    Argv argv = head;
+    argv.insert(argv.begin() + 1,
+                {"--config", fmt::format("backup/retain_min={} backup/retain_days=0", kArchivesKept)});
+    return argv;
+}
+
+// Names go after "--", so no name, however spelled, is read as an option.
+void add_names(Argv& argv, std::initializer_list<std::string> names) {
+    argv.push_back("--");
+    argv.insert(argv.end(), names);
+}
+
 }  // namespace
 
 Argv vgs_argv(const std::string& vg) {
     Argv argv = with_report_flags(
         {"vgs", "-o", "vg_name,vg_uuid,vg_tags,vg_extent_size,vg_size,vg_free,vg_seqno"});
-    if (!vg.empty()) argv.push_back(vg);
+    if (!vg.empty()) add_names(argv, {vg});
     return argv;
 }
 
+// Each LV's row also carries its VG's fields: finding an export, its lock key
+// (vg_uuid) and its metadata room (vg_mda_*) all come with the one report.
 constexpr const char* kLvFields =
     "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
-    "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path";
+    "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path,lv_when_full,"
+    "vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size";
 
-Argv lvs_argv(const std::string& vg) { return with_report_flags({"lvs", "-o", kLvFields, vg}); }
-
-Argv lvs_all_argv() {
-    return with_report_flags(
-        {"lvs", "-o", std::string(kLvFields) + ",vg_name,vg_tags,vg_extent_size,vg_free"});
+Argv lvs_argv(const std::string& vg) {
+    Argv argv = with_report_flags({"lvs", "-o", kLvFields});
+    add_names(argv, {vg});
+    return argv;
 }
+
+Argv lvs_all_argv() { return with_report_flags({"lvs", "-o", kLvFields}); }
 
 Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {
     // A bigger metadata area than LVM's 1 MiB default: bd keeps paths and links in
     // tags, and thousands of volumes must fit.
-    Argv argv = {"vgcreate", "--yes", "--metadatasize", "16m", vg};
+    Argv argv = change({"vgcreate", "--yes", "--metadatasize", "16m"});
+    add_names(argv, {vg});
     argv.insert(argv.end(), pvs.begin(), pvs.end());
     return argv;
 }
 
 Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t data,
                           uint64_t metadata) {
-    return {"lvcreate", "--type", "thin-pool", "--name", pool, "--size", bytes_arg(data),
-            "--poolmetadatasize", bytes_arg(metadata), vg};
+    // A full pool fails writes at once instead of queueing them (see
+    // docs/ARCHITECTURE.md, "Space"): VMs pause, and LVM keeps answering.
+    Argv argv = change({"lvcreate", "--thinpool", pool, "--size", bytes_arg(data),
+                        "--poolmetadatasize", bytes_arg(metadata), "--errorwhenfull", "y"});
+    add_names(argv, {vg});
+    return argv;
 }
 
 Argv thin_create_argv(const std::string& vg, const std::string& pool, const std::string& lv,
                       uint64_t bytes, const std::vector<std::string>& tags) {
-    Argv argv = {"lvcreate", "--type", "thin", "--virtualsize", bytes_arg(bytes),
-                 "--thinpool", pool, "--name", lv};
+    Argv argv = change({"lvcreate", "--type", "thin", "--virtualsize", bytes_arg(bytes),
+                        "--thinpool", pool, "--name", lv});
     add_tags(argv, tags);
-    argv.push_back(vg);
+    add_names(argv, {vg});
     return argv;
 }
 
 Argv linear_create_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
                         const std::vector<std::string>& tags) {
-    Argv argv = {"lvcreate", "--yes", "--type", "linear", "--size", bytes_arg(bytes),
-                 "--name", lv};
+    Argv argv = change({"lvcreate", "--yes", "--type", "linear", "--size", bytes_arg(bytes),
+                        "--name", lv});
     add_tags(argv, tags);
-    argv.push_back(vg);
+    add_names(argv, {vg});
     return argv;
 }
 
 Argv thin_snapshot_argv(const std::string& vg, const std::string& origin, const std::string& lv,
                         bool read_only, const std::vector<std::string>& tags) {
     // Thin snapshots skip activation by default; bd volumes are always usable devices.
-    Argv argv = {"lvcreate", "--snapshot", "--setactivationskip", "n", "--activate", "y",
-                 "--permission", read_only ? "r" : "rw", "--name", lv};
+    Argv argv = change({"lvcreate", "--snapshot", "--setactivationskip", "n", "--activate", "y",
+                        "--permission", read_only ? "r" : "rw", "--name", lv});
     add_tags(argv, tags);
-    argv.push_back(vg + "/" + origin);
+    add_names(argv, {vg + "/" + origin});
     return argv;
 }
 
 Argv lvremove_argv(const std::string& vg, const std::string& lv) {
-    return {"lvremove", "--yes", vg + "/" + lv};
+    Argv argv = change({"lvremove", "--yes"});
+    add_names(argv, {vg + "/" + lv});
+    return argv;
 }
 
 Argv lvrename_argv(const std::string& vg, const std::string& from, const std::string& to) {
-    return {"lvrename", vg, from, to};
+    Argv argv = change({"lvrename"});
+    add_names(argv, {vg, from, to});
+    return argv;
 }
 
 Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagEdit& edit) {
-    Argv argv = {"lvchange"};
+    Argv argv = change({"lvchange"});
     add_tags(argv, edit.add);
     add_tags(argv, edit.del, "--deltag");
-    argv.push_back(vg + "/" + lv);
+    add_names(argv, {vg + "/" + lv});
     return argv;
 }
 
@@ -105,27 +137,43 @@ Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string
     Argv argv = {"lvchange", "--activate", active ? "y" : "n"};
     // Thin snapshots made outside bd carry LVM's activation-skip flag.
     if (active) argv.push_back("--ignoreactivationskip");
+    argv.push_back("--");
     for (const std::string& lv : lvs) argv.push_back(vg + "/" + lv);
+    return argv;
+}
+
+Argv lvchange_when_full_argv(const std::string& vg, const std::string& pool, bool error) {
+    Argv argv = change({"lvchange", "--errorwhenfull", error ? "y" : "n"});
+    add_names(argv, {vg + "/" + pool});
     return argv;
 }
 
 Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
                    bool allow_shrink) {
-    Argv argv = {"lvresize", "--size", bytes_arg(bytes)};
+    Argv argv = change({"lvresize", "--size", bytes_arg(bytes)});
     // Without --yes, lvresize asks before reducing; bd only reduces when told to.
     if (allow_shrink) argv.push_back("--yes");
-    argv.push_back(vg + "/" + lv);
+    add_names(argv, {vg + "/" + lv});
     return argv;
 }
 
 Argv vgchange_tags_argv(const std::string& vg, const TagEdit& edit) {
-    Argv argv = {"vgchange"};
+    Argv argv = change({"vgchange"});
     add_tags(argv, edit.add);
     add_tags(argv, edit.del, "--deltag");
-    argv.push_back(vg);
+    add_names(argv, {vg});
     return argv;
 }
 
-Argv vgremove_argv(const std::string& vg) { return {"vgremove", "--yes", vg}; }
+Argv vgremove_argv(const std::string& vg) {
+    Argv argv = change({"vgremove", "--yes"});
+    add_names(argv, {vg});
+    return argv;
+}
+
+Argv qemu_img_create_argv(const std::string& device, const std::string& format, uint64_t bytes) {
+    return {"qemu-img", "create", "-q", "-f", format, "-o", "compat=1.1", "--", device,
+            std::to_string(bytes)};
+}
 
 }  // namespace bd

@@ -1,5 +1,6 @@
-// Pure builders for every LVM command bd runs. Nothing here executes anything:
-// the argv goes to Runner (runner.h), and tests compare it with golden files.
+// Pure builders for every command bd runs: LVM, and qemu-img for image formats.
+// Nothing here executes anything: the argv goes to Runner (runner.h), and tests
+// compare it with golden files.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,9 @@
 namespace bd {
 
 using Argv = std::vector<std::string>;
+
+/// How many metadata archives of an exported VG LVM keeps after bd's changes.
+constexpr int kArchivesKept = 50;
 
 /// Tags to add and remove in one LVM command.
 struct TagEdit {
@@ -45,6 +49,8 @@ Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagE
 /// Activates (ignoring activation skip) or deactivates LVs of one VG in one command.
 Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string>& lvs,
                             bool active);
+/// Makes a thin pool fail writes when full (`error`) or queue them.
+Argv lvchange_when_full_argv(const std::string& vg, const std::string& pool, bool error);
 /// Sets an LV's new size in bytes; shrinking needs `allow_shrink`.
 Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
                    bool allow_shrink);
@@ -52,5 +58,7 @@ Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
 Argv vgchange_tags_argv(const std::string& vg, const TagEdit& edit);
 /// Removes a whole VG.
 Argv vgremove_argv(const std::string& vg);
+/// Writes an empty image of `format` and virtual size `bytes` on a volume's device.
+Argv qemu_img_create_argv(const std::string& device, const std::string& format, uint64_t bytes);
 
 }  // namespace bd

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -44,6 +47,7 @@ TEST(Argv, Export) {
     expect_golden("thinpool", thinpool_create_argv("vg0", "pool", 1 << 30, 32 << 20));
     expect_golden("vgchange_tags", vgchange_tags_argv("vg0", {{"bd.export=bd"}, {"bd.pool=old"}}));
     expect_golden("vgremove", vgremove_argv("vg0"));
+    expect_golden("lvchange_when_full", lvchange_when_full_argv("vg0", "pool", true));
 }
 
 TEST(Argv, Volumes) {
@@ -59,6 +63,25 @@ TEST(Argv, Volumes) {
     expect_golden("lvchange_activate", lvchange_activate_argv("vg0", {"a", "b"}, true));
     expect_golden("lvresize_grow", lvresize_argv("vg0", "a", 8 << 20, false));
     expect_golden("lvresize_shrink", lvresize_argv("vg0", "a", 4 << 20, true));
+    expect_golden("qemu_img_create", qemu_img_create_argv("/dev/vg0/_bd_tmp.1", "qcow2", 1 << 30));
+}
+
+// Names chosen by users come after "--", so none is read as an option, and
+// every change keeps LVM's archive of the VG bounded.
+TEST(Argv, NamesNeverBecomeOptions) {
+    for (const Argv& argv : {thin_create_argv("-vg", "pool", "--lv", 1, {}),
+                             lvremove_argv("vg", "--help"), lvrename_argv("vg", "a", "-b"),
+                             vgcreate_argv("vg", {"--config=x"}), lvs_argv("-x")}) {
+        auto dashdash = std::find(argv.begin(), argv.end(), "--");
+        ASSERT_NE(dashdash, argv.end()) << argv[0];
+        for (auto it = argv.begin(); it != dashdash; ++it)
+            EXPECT_TRUE(*it != "-vg" && *it != "--help" && *it != "-b" && *it != "--config=x" &&
+                        *it != "-x")
+                << argv[0] << ": " << *it << " before --";
+    }
+    for (const Argv& argv : {lvremove_argv("vg", "a"), lvchange_tags_argv("vg", "a", {{"t"}, {}}),
+                             thin_create_argv("vg", "pool", "a", 1, {})})
+        EXPECT_EQ(argv[2], fmt::format("backup/retain_min={} backup/retain_days=0", kArchivesKept));
 }
 
 }  // namespace bd

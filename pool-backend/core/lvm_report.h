@@ -27,11 +27,13 @@ struct LvRecord {
     bool active = false;
     bool open = false;
     int64_t time = 0;     ///< creation time, epoch seconds
-    std::string dm_path;  ///< /dev/mapper/VG-LV
-    // VG fields, present when the report asked for them (lvs_all_argv).
-    std::string vg_name;
+    std::string dm_path;    ///< /dev/mapper/VG-LV
+    std::string when_full;  ///< thin pools: "error" or "queue" (lv_when_full)
+    // The LV's VG, on every row.
+    std::string vg_name, vg_uuid;
     std::vector<std::string> vg_tags;
     uint64_t vg_extent_size = 0, vg_free = 0;
+    uint64_t vg_mda_free = 0, vg_mda_size = 0;  ///< room left for metadata, and the area
 };
 
 /// One row of `vgs`.

@@ -3,10 +3,10 @@
 #   tests/vm/run --disk 1G --out tests/data/lvm -- tests/data/lvm/capture.sh
 set -eu
 R='--reportformat json --units b --nosuffix --config report/time_format="%s"'
-LVS='lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path'
+LVS='lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path,lv_when_full,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size'
 vgcreate -q vg0 /dev/vda >/dev/null
 vgchange -q --addtag bd.export=bd --addtag bd.pool=pool --addtag bd.threshold=90 --addtag bd.v=1 vg0 >/dev/null
-lvcreate -q --type thin-pool -L 256m -n pool vg0 >/dev/null
+lvcreate -q --thinpool pool -L 256m --errorwhenfull y vg0 >/dev/null
 lvcreate -q --type thin -V 64m --thinpool pool -n 'vm+disk0.img.1' --addtag bd.v=1 --addtag bd.path=vm/disk0.img --addtag bd.id=aaaa vg0 >/dev/null
 dd if=/dev/urandom of=/dev/vg0/vm+disk0.img.1 bs=1M count=8 oflag=direct 2>/dev/null
 lvcreate -q -s -prw -kn -ay -n clone1 --addtag bd.v=1 --addtag bd.path=clone --addtag bd.id=bbbb vg0/vm+disk0.img.1 >/dev/null
