@@ -16,7 +16,8 @@ constexpr ErrnoInfo kErrnoTable[] = {
     {EBUSY, "EBUSY", 5},         {ENOSPC, "ENOSPC", 6},      {ENOTEMPTY, "ENOTEMPTY", 7},
     {ENAMETOOLONG, "ENAMETOOLONG", 8}, {EUCLEAN, "EUCLEAN", 9}, {EROFS, "EROFS", 2},
     {EPERM, "EPERM", 1},       {EISDIR, "EISDIR", 4},    {ENOTDIR, "ENOTDIR", 4},
-             {EIO, "EIO", 1},            {EOVERFLOW, "EOVERFLOW", 2},
+    {EIO, "EIO", 1},             {EOVERFLOW, "EOVERFLOW", 2}, {ESTALE, "ESTALE", 1},
+    {EACCES, "EACCES", 1},       {ERANGE, "ERANGE", 2},
 };
 
 const ErrnoInfo* find(int code) {

@@ -110,7 +110,7 @@ std::string random_id(size_t hex_chars) {
 }
 
 Export::Export(Runner& runner, const VgRecord& vg)
-    : runner_(runner), vg_(vg.name), extent_size_(vg.extent_size) {
+    : runner_(runner), vg_(vg.name), vg_uuid_(vg.uuid), extent_size_(vg.extent_size) {
     name_ = tag_value(vg.tags, kExportTag).value_or(vg.name);
     thinpool_ = tag_value(vg.tags, kPoolTag).value_or("pool");
     std::optional<std::string> threshold = tag_value(vg.tags, kThresholdTag);
@@ -118,46 +118,84 @@ Export::Export(Runner& runner, const VgRecord& vg)
     vg_free_ = vg.free;
 }
 
+namespace {
+
+// The VG that serves export `name`, from one report of every LV (each row
+// carries its VG's fields), else from `vgs` (a VG whose pool is gone has no
+// rows). Two VGs claiming one name is an error, not a choice.
+Result<std::optional<VgRecord>> find_export_vg(Runner& runner, const std::string& name,
+                                               const std::vector<LvRecord>& rows) {
+    std::optional<VgRecord> found;
+    for (const LvRecord& row : rows) {
+        if (tag_value(row.vg_tags, kExportTag) != name) continue;
+        if (found && found->name != row.vg_name)
+            return fail(EEXIST, fmt::format("export \"{}\" is claimed by VGs \"{}\" and \"{}\"; "
+                                            "remove the tag from one (vgchange --deltag "
+                                            "bd.export={} VG)",
+                                            name, found->name, row.vg_name, name));
+        found = VgRecord{row.vg_name, row.vg_uuid, row.vg_tags, row.vg_extent_size, 0,
+                         row.vg_free, 0};
+    }
+    if (found) return found;
+    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
+    if (!vgs) return tl::unexpected(vgs.error());
+    if (const VgRecord* vg = find_exported(*vgs, name)) return std::optional<VgRecord>(*vg);
+    return std::optional<VgRecord>();
+}
+
+}  // namespace
+
 Result<Export> Export::open(Runner& runner, const std::string& name, Access access) {
     Result<std::string> checked = check_export_name(name);
     if (!checked) return tl::unexpected(checked.error());
-    // A change reads under the lock, so what it checks is what it changes.
+    // A change reads under its VG's lock, so what it checks is what it changes.
+    // The lock is keyed by VG uuid, which only a read tells: the uuid this host
+    // last saw is locked first, and a read that finds another is done again
+    // under the right lock.
     std::unique_ptr<ExportLock> held;
-    if (access == Access::kChange) {
-        Result<ExportLock> lock = ExportLock::acquire(name);
-        if (!lock) return tl::unexpected(lock.error());
-        held = std::make_unique<ExportLock>(std::move(*lock));
-    }
-    Result<CommandOutput> out = runner.run(lvs_all_argv());
-    if (!out) return tl::unexpected(out.error());
-    Result<std::vector<LvRecord>> rows = parse_lvs(out->out);
-    if (!rows) return tl::unexpected(rows.error());
-    for (const LvRecord& row : *rows) {
-        if (tag_value(row.vg_tags, kExportTag) != name) continue;
-        VgRecord vg{row.vg_name, "", row.vg_tags, row.vg_extent_size, 0, row.vg_free, 0};
-        Export ex(runner, vg);
+    std::string locked;
+    auto lock = [&](const std::string& uuid) -> Result<void> {
+        held.reset();
+        Result<ExportLock> l = ExportLock::for_vg(uuid, name);
+        if (!l) return tl::unexpected(l.error());
+        held = std::make_unique<ExportLock>(std::move(*l));
+        locked = uuid;
+        return {};
+    };
+    if (access == Access::kChange)
+        if (std::string hint = read_export_hint(name); !hint.empty())
+            if (Result<void> ok = lock(hint); !ok) return tl::unexpected(ok.error());
+    for (int attempt = 0;; ++attempt) {
+        Result<CommandOutput> out = runner.run(lvs_all_argv());
+        if (!out) return tl::unexpected(out.error());
+        Result<std::vector<LvRecord>> rows = parse_lvs(out->out);
+        if (!rows) return tl::unexpected(rows.error());
+        Result<std::optional<VgRecord>> vg = find_export_vg(runner, name, *rows);
+        if (!vg) return tl::unexpected(vg.error());
+        if (!*vg)
+            return fail(ENOENT, fmt::format("export \"{}\" not found (see `bdctl export list`, or "
+                                            "create it: bdctl export create {} --vg VG)",
+                                            name, name));
+        if (access == Access::kChange && (*vg)->uuid != locked) {
+            if (attempt >= 3)
+                return fail(EBUSY, fmt::format("export \"{}\" keeps moving between VGs; retry",
+                                               name));
+            if (Result<void> ok = lock((*vg)->uuid); !ok) return tl::unexpected(ok.error());
+            write_export_hint(name, locked);
+            continue;
+        }
+        Export ex(runner, **vg);
         ex.cached_.emplace();
         for (const LvRecord& lv : *rows)
-            if (lv.vg_name == vg.name) ex.cached_->push_back(lv);
+            if (lv.vg_name == ex.vg_) ex.cached_->push_back(lv);
         ex.held_ = std::move(held);
         return ex;
     }
-    // An exported VG without LVs has lost its pool; vgs still finds it, and scan() says so.
-    Result<std::vector<VgRecord>> vgs = all_vgs(runner);
-    if (!vgs) return tl::unexpected(vgs.error());
-    const VgRecord* vg = find_exported(*vgs, name);
-    if (!vg)
-        return fail(ENOENT, fmt::format("export \"{}\" not found (see `bdctl export list`, or "
-                                        "create it: bdctl export create {} --vg VG)",
-                                        name, name));
-    Export ex(runner, *vg);
-    ex.held_ = std::move(held);
-    return ex;
 }
 
 Result<ExportLock> Export::lock_for_change() {
     if (held_) return ExportLock::already_held();
-    return ExportLock::acquire(name_);
+    return ExportLock::for_vg(vg_uuid_, name_);
 }
 
 Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
@@ -166,11 +204,13 @@ Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {
     if (spec.threshold < 1 || spec.threshold > 100)
         return fail(EINVAL, fmt::format("invalid threshold {}: give a percentage from 1 to 100",
                                         spec.threshold));
+    // One export creation at a time on this host, checked under the lock: two
+    // names never claim one VG, nor two VGs one name.
+    Result<ExportLock> lock = ExportLock::for_exports();
+    if (!lock) return tl::unexpected(lock.error());
     Result<std::vector<VgRecord>> vgs = all_vgs(runner);
     if (!vgs) return tl::unexpected(vgs.error());
     if (Result<void> ok = check_new_export(*vgs, spec); !ok) return tl::unexpected(ok.error());
-    Result<ExportLock> lock = ExportLock::acquire(spec.name);
-    if (!lock) return tl::unexpected(lock.error());
     Undo undo{runner, {}};
     // Each step registers its undo; a failure unwinds so nothing half-made remains.
     auto step = [&](Result<void> r) -> Result<void> {
@@ -227,6 +267,12 @@ Result<Catalog> Export::scan() {
         if (!parsed) return tl::unexpected(parsed.error());
         lvs = std::move(*parsed);
     }
+    // The VG read must still be this export's: a read under the lock proves it.
+    if (!lvs.empty() &&
+        (lvs.front().vg_uuid != vg_uuid_ || tag_value(lvs.front().vg_tags, kExportTag) != name_))
+        return fail(ESTALE, fmt::format("VG \"{}\" no longer holds export \"{}\" (it was "
+                                        "deleted or moved); open the export again",
+                                        vg_, name_));
     Catalog cat = build_catalog(lvs, thinpool_);
     if (!cat.pool)
         return fail(ENOENT, fmt::format("thin pool \"{}/{}\" of export \"{}\" is missing (recreate "

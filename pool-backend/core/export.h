@@ -151,7 +151,7 @@ private:
     Result<Volume> made(const Catalog& before, LvRecord lv, const std::string& path);
 
     Runner& runner_;
-    std::string name_, vg_, thinpool_;
+    std::string name_, vg_, vg_uuid_, thinpool_;
     int threshold_ = kDefaultThreshold;
     uint64_t extent_size_ = 4 << 20;
     uint64_t vg_free_ = 0;

@@ -1,4 +1,9 @@
-// The export lock: one flock per export serializes changes made by bd processes.
+// bd's runtime directory and its locks.
+//
+// Locks and hints live in one root-owned 0700 directory (/run/bd, or $BD_RUN_DIR),
+// whose owner and mode are checked before each use, and every file in it is
+// opened relative to it without following symlinks: no other user can plant a
+// lock, hold one, or make root create or truncate a file elsewhere.
 #pragma once
 
 #include <string>
@@ -7,20 +12,36 @@
 
 namespace bd {
 
-/// Holds an exclusive flock on /run/lock/bd/EXPORT.lock until destroyed.
+/// Holds an exclusive flock on RUNDIR/KEY.lock until destroyed.
 class ExportLock {
 public:
-    /// Takes the lock, waiting up to `timeout_s` seconds (EBUSY after that).
-    static Result<ExportLock> acquire(const std::string& export_name, int timeout_s = 60);
+    /// The lock of one VG, by uuid: every change to an export holds it. `what`
+    /// names the export in messages. Waits up to `timeout_s` seconds (EBUSY after).
+    static Result<ExportLock> for_vg(const std::string& vg_uuid, const std::string& what,
+                                     int timeout_s = 60);
+    /// The host's lock on the set of exports: creating one holds it.
+    static Result<ExportLock> for_exports(int timeout_s = 60);
     /// A guard that holds nothing: the caller already holds the lock.
     static ExportLock already_held() { return ExportLock(-1); }
     ExportLock(ExportLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-    ExportLock& operator=(ExportLock&&) = delete;
+    ExportLock& operator=(ExportLock&& other) noexcept;
     ~ExportLock();
 
 private:
     explicit ExportLock(int fd) : fd_(fd) {}
+    static Result<ExportLock> acquire(const std::string& key, const std::string& what,
+                                      int timeout_s);
     int fd_ = -1;
 };
+
+/// The runtime directory's path: $BD_RUN_DIR, or /run/bd.
+std::string run_dir_path();
+
+/// The VG uuid last seen serving export `name` ("" if none is known). A hint
+/// only: a caller locks that VG, reads, and checks the export is still there.
+std::string read_export_hint(const std::string& name);
+
+/// Records the VG uuid serving export `name` for read_export_hint.
+void write_export_hint(const std::string& name, const std::string& vg_uuid);
 
 }  // namespace bd
