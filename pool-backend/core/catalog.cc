@@ -17,6 +17,12 @@ uint32_t tag_number(const LvRecord& lv, const char* key, uint32_t fallback) {
     return uint32_t(std::strtoul(v->c_str(), nullptr, 10));
 }
 
+uint64_t tag_number64(const LvRecord& lv, const char* key, uint64_t fallback) {
+    std::optional<std::string> v = tag_value(lv.tags, key);
+    if (!v || v->empty()) return fallback;
+    return std::strtoull(v->c_str(), nullptr, 10);
+}
+
 std::map<std::string, std::string> xattrs_of(const LvRecord& lv) {
     std::map<std::string, std::string> out;
     // "bd.x=NAME=VALUE": NAME has '=' escaped too, so the first raw '=' splits.
@@ -45,6 +51,7 @@ Volume make_volume(const LvRecord& lv, const std::string& path, bool managed) {
     v.dm_path = lv.dm_path;
     v.raw_tags = lv.tags;
     v.type = lv.segtype == "thin" ? VolumeType::kThin : VolumeType::kThick;
+    v.capacity = lv.size;
     if (lv.segtype == "thin" && lv.data_percent && lv.active)
         v.allocated = uint64_t(double(lv.size) * *lv.data_percent / 100.0);
     else if (lv.segtype != "thin")
@@ -59,7 +66,9 @@ Volume make_volume(const LvRecord& lv, const std::string& path, bool managed) {
     if (!v.origin_id.empty()) v.type = VolumeType::kSnapshot;
     v.uid = tag_number(lv, tags::kUid, 0);
     v.gid = tag_number(lv, tags::kGid, 0);
-    v.mode = tag_number(lv, tags::kMode, 0644);
+    v.mode = tag_number(lv, tags::kMode, kDefaultMode) & 07777;
+    v.format = tag_value(lv.tags, tags::kFormat).value_or("raw");
+    if (v.format != "raw") v.capacity = tag_number64(lv, tags::kVirtualSize, 0);
     v.mtime = tag_number(lv, tags::kMtime, uint32_t(lv.time));
     v.xattrs = xattrs_of(lv);
     return v;
@@ -73,10 +82,11 @@ std::optional<std::string> resolve_path(const LvRecord& lv, const std::set<std::
     canonical = true;
     for (const std::vector<std::string>* claims : {&paths, &staged})
         for (const std::string& c : *claims)
-            if (lv_name_for_path(c) == lv.name) return c;
+            if (lv_name_for_path(c) == lv.name || (c == lv.name && !starts_with(c, "_bd_")))
+                return c;
     canonical = false;
     for (const std::string& c : staged)
-        if (!names.count(lv_name_for_path(c))) return c;
+        if (!names.count(lv_name_for_path(c)) && !names.count(c)) return c;
     return std::nullopt;
 }
 
@@ -142,6 +152,18 @@ const Volume* Catalog::find(const std::string& path) const {
     auto it = std::lower_bound(volumes.begin(), volumes.end(), path,
                                [](const Volume& v, const std::string& p) { return v.path < p; });
     return it != volumes.end() && it->path == path ? &*it : nullptr;
+}
+
+const Volume* Catalog::find_alias(const std::string& path) const {
+    // Both the origin's path and the snapshot's name may hold an '@' themselves.
+    for (const Volume& v : volumes)
+        if (v.type == VolumeType::kSnapshot && !v.origin_path.empty() && v.path != path &&
+            path.size() == v.origin_path.size() + 1 + v.snapshot_name.size() &&
+            path.compare(0, v.origin_path.size(), v.origin_path) == 0 &&
+            path[v.origin_path.size()] == '@' &&
+            path.compare(v.origin_path.size() + 1, std::string::npos, v.snapshot_name) == 0)
+            return &v;
+    return nullptr;
 }
 
 const Volume* Catalog::find_id(const std::string& id) const {

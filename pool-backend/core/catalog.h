@@ -4,7 +4,8 @@
 // so that, at each step, this pure function shows either the old or the new
 // state. Rules (docs/ARCHITECTURE.md, "Crash safety"):
 //  1. A managed LV (tag bd.v=1) whose name is lv_name_for_path(c) for one of
-//     its claims c (tags bd.path=c or bd.to=c) is volume c.
+//     its claims c (tags bd.path=c or bd.to=c) is volume c. So is one whose
+//     name is c itself: a foreign LV adopted in place keeps its LV name.
 //  2. Otherwise, a managed LV with bd.to=c is volume c when no LV has the
 //     name lv_name_for_path(c) (a committed, unfinished rollback or rename).
 //  3. A snapshot whose origin id belongs to an LV being deleted is hidden.
@@ -36,7 +37,12 @@ inline constexpr const char* kGid = "bd.gid";
 inline constexpr const char* kMode = "bd.mode";
 inline constexpr const char* kMtime = "bd.mtime";
 inline constexpr const char* kXattr = "bd.x";        ///< "bd.x=NAME=VALUE", both escaped
+inline constexpr const char* kFormat = "bd.fmt";     ///< image format; absent: raw
+inline constexpr const char* kVirtualSize = "bd.vsize";  ///< a qcow2 volume's virtual size
 }  // namespace tags
+
+/// Owner and mode of a volume that has none recorded: root's, private.
+inline constexpr uint32_t kDefaultMode = 0600;
 
 /// Prefixes of bd's internal LV names; never produced by lv_name_for_path.
 inline constexpr const char* kTmpPrefix = "_bd_tmp.";
@@ -61,7 +67,9 @@ struct Volume {
     bool open = false;
     bool managed = false;
     bool canonical = true;  ///< false while an interrupted operation is unfinished
-    uint32_t uid = 0, gid = 0, mode = 0644;
+    uint32_t uid = 0, gid = 0, mode = kDefaultMode;
+    std::string format = "raw";  ///< recorded at creation; never read from the data
+    uint64_t capacity = 0;       ///< what the guest sees: size, or a qcow2's virtual size
     int64_t ctime = 0, mtime = 0;
     std::map<std::string, std::string> xattrs;
     std::string dm_path;
@@ -84,6 +92,8 @@ struct Catalog {
     const Volume* find(const std::string& path) const;
     /// The volume with stable id `id`, if any.
     const Volume* find_id(const std::string& id) const;
+    /// The snapshot whose link name "ORIGIN@NAME" is `path`, when that is not its own path.
+    const Volume* find_alias(const std::string& path) const;
     /// Snapshots whose origin is `id`.
     std::vector<const Volume*> snapshots_of(const std::string& id) const;
     /// True if an LV with this exact name exists (volume or leftover).

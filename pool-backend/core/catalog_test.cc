@@ -161,4 +161,49 @@ TEST(Catalog, XattrsAndOwner) {
     EXPECT_EQ(v->xattrs.at("user.k=x"), "v w");
 }
 
+TEST(Catalog, UnownedVolumesAreRootsAndPrivate) {
+    Catalog c = build_catalog({pool(), vol("old", "1"), thin("foreign", {})}, "pool");
+    for (const char* p : {"old", "foreign"}) {
+        const Volume* v = c.find(p);
+        EXPECT_EQ(v->uid, 0u) << p;
+        EXPECT_EQ(v->gid, 0u) << p;
+        EXPECT_EQ(v->mode, 0600u) << p;
+        EXPECT_EQ(v->format, "raw") << p;
+    }
+}
+
+TEST(Catalog, FormatIsTheRecordedOne) {
+    LvRecord q = vol("q", "1", {"bd.fmt=qcow2", "bd.vsize=1073741824"});
+    Catalog c = build_catalog({pool(), q, vol("r", "2")}, "pool");
+    EXPECT_EQ(c.find("q")->format, "qcow2");
+    EXPECT_EQ(c.find("q")->capacity, 1u << 30);
+    EXPECT_EQ(c.find("r")->format, "raw");
+    EXPECT_EQ(c.find("r")->capacity, 64u << 20);
+}
+
+TEST(Catalog, ForeignAdoptedInPlaceKeepsItsName) {
+    // chmod of a foreign LV adds bd.v, bd.id and bd.path=<its own name> in one lvchange.
+    LvRecord f = thin("myvm", {"bd.v=1", "bd.id=U", "bd.path=myvm", "bd.mode=416"});
+    Catalog c = build_catalog({pool(), f}, "pool");
+    ASSERT_EQ(paths(c), (Paths{"myvm"}));
+    EXPECT_TRUE(c.find("myvm")->managed);
+    EXPECT_EQ(c.find("myvm")->mode, 0640u);
+    EXPECT_TRUE(c.leftovers.empty());
+    // bd's own names never count as adopted volumes.
+    LvRecord tmp = thin("_bd_tmp.x", {"bd.v=1", "bd.id=T", "bd.path=_bd_tmp.x"});
+    EXPECT_EQ(build_catalog({pool(), tmp}, "pool").leftovers.size(), 1u);
+}
+
+TEST(Catalog, SnapshotLinkNamesAreFoundAsAliases) {
+    Catalog c = build_catalog({pool(), vol("d/a", "A"), vol("d/s", "S", {"bd.snapof=A", "bd.snap=s"}),
+                               vol("d/a@t", "T", {"bd.snapof=A", "bd.snap=t"}),
+                               vol("x@y", "X"), vol("x@y/z", "Z", {"bd.snapof=X", "bd.snap=q@r"})},
+                              "pool");
+    ASSERT_TRUE(c.find_alias("d/a@s"));
+    EXPECT_EQ(c.find_alias("d/a@s")->path, "d/s");
+    EXPECT_FALSE(c.find_alias("d/a@t"));  // its own path: a file, not an alias
+    EXPECT_FALSE(c.find_alias("d/a@u"));
+    EXPECT_EQ(c.find_alias("x@y@q@r")->path, "x@y/z");  // '@' in both halves
+}
+
 }  // namespace bd

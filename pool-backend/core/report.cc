@@ -24,6 +24,8 @@ json to_json(const Volume& v, const Export& ex) {
               {"device", ex.device(v)},
               {"type", type_name(v.type)},
               {"size", v.size},
+              {"format", v.format},
+              {"capacity", v.capacity},
               {"allocated", nullptr},
               {"read_only", v.read_only},
               {"active", v.active},
