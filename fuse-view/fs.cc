@@ -61,6 +61,15 @@ Fs::Fs(bd::Export ex, Options opts)
     if (Result<bd::Catalog> cat = ex_.scan(); cat && cat->pool && cat->pool->chunk_size)
         chunk_size_ = cat->pool->chunk_size;
     space_.set_block_bytes(chunk_size_);
+    space_.set_threshold(ex_.threshold());
+    ex_.set_default_dir(bd::DirAttrs{0, 0, uint32_t(opts_.dir_mode)});
+}
+
+bd::Actor Fs::actor(uid_t uid, gid_t gid, std::vector<uint32_t> groups) const {
+    bd::Actor a{uid, gid, std::move(groups), false};
+    a.reserve = uid == 0 || (opts_.resuid && uid == *opts_.resuid) ||
+                (opts_.resgid && a.in_group(*opts_.resgid));
+    return a;
 }
 
 // ---- node table ------------------------------------------------------------
@@ -136,7 +145,12 @@ Result<std::shared_ptr<const Tree>> CatalogCache::get() {
 }
 
 Result<std::shared_ptr<const Tree>> Fs::scan() {
-    return cache_.get();
+    Result<std::shared_ptr<const Tree>> tree = cache_.get();
+    // `bdctl export set --threshold` applies to a mounted export at once.
+    if (tree && (*tree)->catalog().pool)
+        if (std::optional<std::string> t = bd::tag_value((*tree)->catalog().pool->vg_tags, "bd.threshold"))
+            space_.set_threshold(std::atoi(t->c_str()));
+    return tree;
 }
 
 Result<Fs::Resolved> Fs::resolve(fuse_ino_t ino) {
@@ -261,15 +275,15 @@ Result<std::string> Fs::readlink(fuse_ino_t ino) {
 }
 
 Result<fuse_entry_param> Fs::mkdir(fuse_ino_t parent, const std::string& name, mode_t mode,
-                                   const fuse_ctx& ctx) {
+                                   const bd::Actor& who) {
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
-    bd::DirAttrs a{ctx.uid, ctx.gid, uint32_t(mode & 07777)};
+    bd::DirAttrs a{who.uid, who.gid, uint32_t(mode & 07777)};
     if (std::optional<bd::DirAttrs> p = setgid_parent(parent)) {  // BSD group semantics
         a.gid = p->gid;
         a.mode |= S_ISGID;
     }
-    if (Result<void> ok = ex_.make_dir(*path, a); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = ex_.make_dir(*path, a, who); !ok) return tl::unexpected(ok.error());
     // A path too long for the attrs tag was made without them (dir_ops.cc).
     bool kept = bool(bd::dir_attrs_tag(*path, a));
     return entry_param(Entry{name, Kind::kDir, *path, nullptr, kept ? &a : nullptr});
@@ -320,8 +334,10 @@ Result<void> Fs::unlink(fuse_ino_t parent, const std::string& name) {
     return remove_file(*e);
 }
 
+// The kernel does not resolve a symlink's text, so bdfs names the origin to the
+// core, which checks that the caller may read it and search the way to it.
 Result<fuse_entry_param> Fs::symlink(const std::string& text, fuse_ino_t parent,
-                                     const std::string& name) {
+                                     const std::string& name, const bd::Actor& who) {
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
     Result<std::string> target = resolve_target(bd::parent_dir(*path), text, opts_.mountpoint);
@@ -338,12 +354,13 @@ Result<fuse_entry_param> Fs::symlink(const std::string& text, fuse_ino_t parent,
         return bd::fail(EINVAL, fmt::format("\"{}\" would name the snapshot itself; choose "
                                             "another link name",
                                             *path));
-    Result<bd::Volume> snap = ex_.snapshot(origin->volume->path, *path, name);
+    Result<bd::Volume> snap = ex_.snapshot(origin->volume->path, *path, name, who);
     if (!snap) return tl::unexpected(snap.error());
     return entry_param(Entry{name, kind_of(*snap), *path, &*snap});
 }
 
-Result<fuse_entry_param> Fs::link(fuse_ino_t ino, fuse_ino_t parent, const std::string& name) {
+Result<fuse_entry_param> Fs::link(fuse_ino_t ino, fuse_ino_t parent, const std::string& name,
+                                  const bd::Actor& who) {
     Result<Resolved> src = resolve(ino);
     if (!src) return tl::unexpected(src.error());
     if (src->entry.kind != Kind::kFile)
@@ -351,7 +368,7 @@ Result<fuse_entry_param> Fs::link(fuse_ino_t ino, fuse_ino_t parent, const std::
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
     const bd::Volume& v = *src->entry.volume;
-    Result<bd::Volume> clone = ex_.clone(v.path, *path, false);
+    Result<bd::Volume> clone = ex_.clone(v.path, *path, false, {}, who);
     if (!clone) return tl::unexpected(clone.error());
     if (has_unsized(v)) {
         if (Result<void> ok = set_unsized(*clone, true); !ok) return tl::unexpected(ok.error());
@@ -363,7 +380,7 @@ Result<fuse_entry_param> Fs::link(fuse_ino_t ino, fuse_ino_t parent, const std::
 // POSIX rename replaces an existing target; bd's rename refuses one, so a
 // replaced file is deleted first (two steps, not atomic).
 Result<void> Fs::rename(fuse_ino_t parent, const std::string& name, fuse_ino_t newparent,
-                        const std::string& newname, unsigned flags) {
+                        const std::string& newname, unsigned flags, const bd::Actor& who) {
     if (flags & ~unsigned(RENAME_NOREPLACE))
         return bd::fail(EINVAL, "only plain and RENAME_NOREPLACE renames are supported");
     Result<Resolved> dir = resolve_dir(parent);
@@ -383,11 +400,11 @@ Result<void> Fs::rename(fuse_ino_t parent, const std::string& name, fuse_ino_t n
             if (Result<void> ok = remove_file(*old); !ok) return ok;
     }
     if (src->kind != Kind::kDir) {
-        Result<bd::Volume> moved = ex_.rename(src->path, *dst);
+        Result<bd::Volume> moved = ex_.rename(src->path, *dst, who);
         if (!moved) return tl::unexpected(moved.error());
         return {};
     }
-    if (Result<void> ok = ex_.rename_dir(src->path, *dst); !ok) return ok;
+    if (Result<void> ok = ex_.rename_dir(src->path, *dst, who); !ok) return ok;
     // Directory nodes are keyed by path: keep the kernel's inodes valid.
     std::vector<NodeKey> moved;
     {
@@ -439,7 +456,7 @@ Result<void> Fs::set_unsized(const bd::Volume& v, bool unsized) {
 
 // Size 0 empties the file (discards its data, keeps one extent); larger sizes
 // grow the LV; smaller ones are refused unless mounted with allow_shrink.
-Result<void> Fs::set_size(const bd::Volume& v, uint64_t size) {
+Result<void> Fs::set_size(const bd::Volume& v, uint64_t size, const bd::Actor& who) {
     if (v.read_only) return bd::fail(EROFS, fmt::format("\"{}\" is a read-only snapshot", v.path));
     if (size == 0) return empty_volume(v);
     uint64_t ext = ex_.extent_size();
@@ -451,7 +468,7 @@ Result<void> Fs::set_size(const bd::Volume& v, uint64_t size) {
                                             "allow_shrink to allow it)",
                                             v.path, v.size, want));
     if (want > v.size || (want < v.size && !unsized)) {
-        Result<bd::Volume> r = ex_.resize(v.path, want, want < v.size);
+        Result<bd::Volume> r = ex_.resize(v.path, want, want < v.size, who);
         if (!r) return tl::unexpected(r.error());
     }
     space_.invalidate();
@@ -459,7 +476,7 @@ Result<void> Fs::set_size(const bd::Volume& v, uint64_t size) {
 }
 
 Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_set,
-                                OpenFile* file) {
+                                OpenFile* file, const bd::Actor& who) {
     (void)file;
     Result<Resolved> r = resolve(ino);
     if (!r) return tl::unexpected(r.error());
@@ -471,8 +488,7 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
         if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr.st_mode & 07777;
         if (to_set & FUSE_SET_ATTR_UID) c.uid = attr.st_uid;
         if (to_set & FUSE_SET_ATTR_GID) c.gid = attr.st_gid;
-        Result<bd::DirAttrs> ok =
-            ex_.set_dir_attrs(r->entry.path, c, bd::DirAttrs{0, 0, uint32_t(opts_.dir_mode)});
+        Result<bd::DirAttrs> ok = ex_.set_dir_attrs(r->entry.path, c, who);
         if (!ok) return tl::unexpected(ok.error());
         return getattr(ino);
     }
@@ -485,7 +501,7 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
     }
     bd::Volume v = *r->entry.volume;
     if (to_set & FUSE_SET_ATTR_SIZE)
-        if (Result<void> ok = set_size(v, uint64_t(attr.st_size)); !ok)
+        if (Result<void> ok = set_size(v, uint64_t(attr.st_size), who); !ok)
             return tl::unexpected(ok.error());
     bd::Attrs a;
     if (to_set & FUSE_SET_ATTR_MODE) a.mode = attr.st_mode & 07777;
@@ -495,8 +511,9 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
         a.mtime = time(nullptr);
     else if (to_set & FUSE_SET_ATTR_MTIME)
         a.mtime = attr.st_mtim.tv_sec;
+    // On a volume bd did not make, root's chmod or chown adopts it (the core).
     if (a.mode || a.uid || a.gid || a.mtime)
-        if (Result<bd::Volume> ok = ex_.set_attrs(v.path, a); !ok)
+        if (Result<bd::Volume> ok = ex_.set_attrs(v.path, a, who); !ok)
             return tl::unexpected(ok.error());
     return getattr(ino);
 }
@@ -523,7 +540,7 @@ Result<std::string> Fs::listxattr(fuse_ino_t ino, bool privileged) {
 }
 
 Result<void> Fs::setxattr(fuse_ino_t ino, const std::string& name, const std::string& value,
-                          int flags) {
+                          int flags, const bd::Actor& who) {
     if (!is_kept_xattr(name))
         return bd::fail(ENOTSUP,
                         fmt::format("xattr \"{}\": bdfs keeps user.* and trusted.* attributes only",
@@ -537,9 +554,9 @@ Result<void> Fs::setxattr(fuse_ino_t ino, const std::string& name, const std::st
     if ((flags & XATTR_REPLACE) && !exists) return bd::fail(ENODATA, "no such attribute");
     bd::Attrs a;
     a.xattrs[name] = value;
-    Result<bd::Volume> ok = ex_.set_attrs(r->entry.path, a);
-    if (!ok && ok.error().code == E2BIG) return bd::fail(ERANGE, ok.error().message);
-    if (!ok) return tl::unexpected(ok.error());
+    // ERANGE past one tag, ENOSPC past a volume's xattr space (the core).
+    if (Result<bd::Volume> ok = ex_.set_attrs(r->entry.path, a, who); !ok)
+        return tl::unexpected(ok.error());
     return {};
 }
 

@@ -33,6 +33,10 @@ struct Options {
     double attr_timeout = 0, entry_timeout = 0;
     mode_t dir_mode = 0755;  ///< -o dir_mode=OCTAL: mode of directories with none kept
     std::string mountpoint;  ///< absolute, for absolute symlink targets
+    /// -o resuid=USER,resgid=GROUP: besides root, who may use the reserve (the
+    /// pool above the export's threshold), as ext4's options of the same names.
+    std::optional<uid_t> resuid;
+    std::optional<gid_t> resgid;
 };
 
 /// The last catalog, valid while LVM's metadata backup of the VG is unchanged.
@@ -79,14 +83,18 @@ struct OpenFile {
     std::atomic<bool> lost{false};  ///< its volume vanished under it (failed replace)
 };
 
-/// Free-space guard: a full pool gives ENOSPC to the writer instead of an I/O error later.
+/// Free-space guard: a full pool gives ENOSPC to the writer instead of an I/O
+/// error later, and writers without the reserve stop at the export's threshold.
 class SpaceGuard {
   public:
     SpaceGuard(std::string vg, std::string pool) : vg_(std::move(vg)), pool_(std::move(pool)) {}
     /// The pool's block (chunk) size in bytes; set once before use.
     void set_block_bytes(uint64_t bytes) { block_bytes_ = bytes; }
-    /// Reserves `bytes` of pool space, re-reading the kernel's counts at most every 100 ms.
-    Result<void> reserve(uint64_t bytes);
+    /// The export's threshold in percent (it may change while mounted).
+    void set_threshold(int percent) { threshold_ = percent; }
+    /// Reserves `bytes` of pool space for a writer (who may use the reserve, or
+    /// stops at the threshold), re-reading the kernel's counts at most every 100 ms.
+    Result<void> reserve(uint64_t bytes, bool may_use_reserve);
     /// Makes the next reserve() re-read the kernel's counts.
     void invalidate();
     /// True if the pool has no free block left (re-reads the kernel's counts).
@@ -97,9 +105,11 @@ class SpaceGuard {
 
     std::string vg_, pool_;
     uint64_t block_bytes_ = 64 << 10;
-    std::mutex mutex_;                                 // protects the two fields below
+    std::atomic<int> threshold_{bd::kDefaultThreshold};
+    std::mutex mutex_;                                 // protects the fields below
     std::chrono::steady_clock::time_point checked_{};  // protected by mutex_
     int64_t free_ = 0;                                 // protected by mutex_
+    int64_t free_below_threshold_ = 0;                 // protected by mutex_
 };
 
 class Fs {
@@ -111,37 +121,48 @@ class Fs {
     void forget(fuse_ino_t ino, uint64_t nlookup);
     Result<struct stat> getattr(fuse_ino_t ino);
     Result<struct stat> setattr(fuse_ino_t ino, const struct stat& attr, int to_set,
-                                OpenFile* file);
+                                OpenFile* file, const bd::Actor& who);
     Result<std::string> readlink(fuse_ino_t ino);
     Result<fuse_entry_param> mkdir(fuse_ino_t parent, const std::string& name, mode_t mode,
-                                   const fuse_ctx& ctx);
+                                   const bd::Actor& who);
     Result<void> rmdir(fuse_ino_t parent, const std::string& name);
     Result<void> unlink(fuse_ino_t parent, const std::string& name);
     Result<fuse_entry_param> symlink(const std::string& text, fuse_ino_t parent,
-                                     const std::string& name);
-    Result<fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const std::string& name);
+                                     const std::string& name, const bd::Actor& who);
+    Result<fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const std::string& name,
+                                  const bd::Actor& who);
     Result<void> rename(fuse_ino_t parent, const std::string& name, fuse_ino_t newparent,
-                        const std::string& newname, unsigned flags);
+                        const std::string& newname, unsigned flags, const bd::Actor& who);
     Result<std::vector<DirEntry>> readdir(fuse_ino_t ino);
     Result<struct statvfs> statfs();
     Result<std::string> getxattr(fuse_ino_t ino, const std::string& name);
     // `privileged`: the caller is root, and may see trusted.* names.
     Result<std::string> listxattr(fuse_ino_t ino, bool privileged);
     Result<void> setxattr(fuse_ino_t ino, const std::string& name, const std::string& value,
-                          int flags);
+                          int flags, const bd::Actor& who);
     Result<void> removexattr(fuse_ino_t ino, const std::string& name);
 
     // Files.
     Result<fuse_entry_param> create(fuse_ino_t parent, const std::string& name, mode_t mode,
-                                    const fuse_ctx& ctx, int flags, OpenFile** file);
+                                    const bd::Actor& who, int flags, OpenFile** file);
     Result<OpenFile*> open(fuse_ino_t ino, int flags);
     void release(OpenFile* file);
     Result<size_t> read(OpenFile* file, char* buf, size_t size, off_t off);
-    Result<size_t> write(OpenFile* file, const char* buf, size_t size, off_t off);
+    Result<size_t> write(OpenFile* file, const char* buf, size_t size, off_t off,
+                         const bd::Actor& who);
     Result<void> fsync(OpenFile* file, bool datasync);
-    Result<void> fallocate(OpenFile* file, int mode, off_t off, off_t len);
+    Result<void> fallocate(OpenFile* file, int mode, off_t off, off_t len, const bd::Actor& who);
     Result<size_t> copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
-                                   size_t len);
+                                   size_t len, const bd::Actor& who);
+
+    /// The caller of a request as the core sees it: ids, groups, and whether it
+    /// may use the reserve (root, -o resuid, -o resgid).
+    bd::Actor actor(uid_t uid, gid_t gid, std::vector<uint32_t> groups) const;
+    /// True if whether `uid` may use the reserve depends on its supplementary groups.
+    bool needs_groups(uid_t uid, gid_t gid) const {
+        return uid != 0 && opts_.resgid && gid != *opts_.resgid &&
+               !(opts_.resuid && uid == *opts_.resuid);
+    }
 
     /// Deletes volumes an earlier run left unlinked-but-open (those nobody holds now).
     void reap_unlinked();
@@ -182,17 +203,20 @@ class Fs {
     std::optional<bd::DirAttrs> setgid_parent(fuse_ino_t parent);
     Result<std::string> new_path(fuse_ino_t parent, const std::string& name);
 
-    Result<void> set_size(const bd::Volume& v, uint64_t size);
+    Result<void> set_size(const bd::Volume& v, uint64_t size, const bd::Actor& who);
     Result<void> set_unsized(const bd::Volume& v, bool unsized);
     Result<void> empty_volume(const bd::Volume& v);
-    Result<void> ensure_size(OpenFile* f, uint64_t end);
+    Result<void> ensure_size(OpenFile* f, uint64_t end, const bd::Actor& who);
     Result<void> remove_file(const Entry& e);
     Result<OpenFile*> open_volume(fuse_ino_t ino, const bd::Volume& v, int flags);
     std::shared_ptr<VolumeState> state_of(OpenFile* f, std::string* id = nullptr);
-    Result<size_t> clone_into(OpenFile* in, OpenFile* out, size_t len);
-    Result<size_t> copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len);
-    Result<size_t> write_at(OpenFile* f, const char* buf, size_t size, off_t off);
-    Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk);
+    Result<size_t> clone_into(OpenFile* in, OpenFile* out, size_t len, const bd::Actor& who);
+    Result<size_t> copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len,
+                             const bd::Actor& who);
+    Result<size_t> write_at(OpenFile* f, const char* buf, size_t size, off_t off,
+                            const bd::Actor& who);
+    Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk,
+                            const bd::Actor& who);
 
     bd::Export ex_;
     const Options opts_;

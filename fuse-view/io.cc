@@ -71,26 +71,41 @@ Result<void> pwrite_all(int fd, const char* buf, size_t size, off_t off) {
 
 // ---- pool space --------------------------------------------------------------
 
+// Below the threshold is what writers without the reserve may fill; metadata
+// counts too (a pool whose metadata fills goes read-only).
 Result<void> SpaceGuard::refresh() {
     Result<bd::ThinPoolStatus> st = bd::dm_thin_pool_status_noflush(vg_, pool_);
     if (!st) return tl::unexpected(st.error());
     free_ = int64_t((st->total_data_blocks - st->used_data_blocks) * block_bytes_);
-    if (st->out_of_data_space) free_ = 0;
+    if (st->out_of_data_space || st->read_only) free_ = 0;
+    uint64_t limit = st->total_data_blocks * uint64_t(threshold_) / 100;
+    free_below_threshold_ = st->used_data_blocks < limit && st->metadata_percent() < threshold_
+                                ? int64_t((limit - st->used_data_blocks) * block_bytes_)
+                                : 0;
+    free_below_threshold_ = std::min(free_below_threshold_, free_);
     checked_ = std::chrono::steady_clock::now();
     return {};
 }
 
-Result<void> SpaceGuard::reserve(uint64_t bytes) {
+Result<void> SpaceGuard::reserve(uint64_t bytes, bool may_use_reserve) {
     std::lock_guard<std::mutex> lock(mutex_);
+    int64_t& room = may_use_reserve ? free_ : free_below_threshold_;
     auto now = std::chrono::steady_clock::now();
-    if (now - checked_ > std::chrono::milliseconds(100) || free_ < int64_t(bytes))
+    if (now - checked_ > std::chrono::milliseconds(100) || room < int64_t(bytes))
         if (Result<void> ok = refresh(); !ok) return ok;
-    // Every write is counted as if it allocated: near a full pool, refuse early.
-    if (free_ < int64_t(bytes))
-        return bd::fail(ENOSPC, fmt::format("thin pool \"{}/{}\" is full: extend it (lvextend -L "
-                                            "+SIZE {}/{}) or delete volumes",
-                                            vg_, pool_, vg_, pool_));
+    // Every write is counted as if it allocated: near the limit, refuse early.
+    if (room < int64_t(bytes)) {
+        if (may_use_reserve)
+            return bd::fail(ENOSPC, fmt::format("thin pool \"{}/{}\" is full: extend it (lvextend "
+                                                "-L +SIZE {}/{}) or delete volumes",
+                                                vg_, pool_, vg_, pool_));
+        return bd::fail(ENOSPC, fmt::format("thin pool \"{}/{}\" is at its {}% threshold; the rest "
+                                            "is kept for root and VMs (extend the pool, or raise "
+                                            "the threshold: bdctl export set --threshold)",
+                                            vg_, pool_, int(threshold_)));
+    }
     free_ -= int64_t(bytes);
+    free_below_threshold_ -= std::min(free_below_threshold_, int64_t(bytes));
     return {};
 }
 
@@ -148,18 +163,21 @@ Result<OpenFile*> Fs::open(fuse_ino_t ino, int flags) {
 }
 
 Result<fuse_entry_param> Fs::create(fuse_ino_t parent, const std::string& name, mode_t mode,
-                                    const fuse_ctx& ctx, int flags, OpenFile** file) {
+                                    const bd::Actor& who, int flags, OpenFile** file) {
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
-    bd::Attrs a;
-    a.uid = ctx.uid;
-    a.gid = ctx.gid;
+    // The smallest LV (one extent) that reads as empty until sized or written.
+    bd::NewVolume nv;
+    nv.path = *path;
+    nv.size = ex_.extent_size();
+    bd::Attrs& a = nv.attrs;
+    a.uid = who.uid;
+    a.gid = who.gid;
     if (std::optional<bd::DirAttrs> p = setgid_parent(parent)) a.gid = p->gid;
     a.mode = mode & 07777;
     a.mtime = time(nullptr);
     a.xattrs[kUnsizedXattr] = "1";
-    // The smallest LV (one extent) that reads as empty until sized or written.
-    Result<bd::Volume> v = ex_.create_volume(*path, ex_.extent_size(), false, a);
+    Result<bd::Volume> v = ex_.create_volume(nv, who);
     if (!v) return tl::unexpected(v.error());
     fuse_entry_param p = entry_param(Entry{name, Kind::kFile, *path, &*v});
     Result<OpenFile*> f = open_volume(p.ino, *v, flags & ~O_TRUNC);
@@ -218,7 +236,7 @@ Result<void> Fs::empty_volume(const bd::Volume& v) {
 
 // Writes past the end grow the LV (by kGrowStep at least); the first write sizes
 // an unsized file to the extents it needs.
-Result<void> Fs::ensure_size(OpenFile* f, uint64_t end) {
+Result<void> Fs::ensure_size(OpenFile* f, uint64_t end, const bd::Actor& who) {
     std::string id;
     std::shared_ptr<VolumeState> st = state_of(f, &id);
     if (!st) return bd::fail(EBADF, "file is not open");
@@ -234,7 +252,7 @@ Result<void> Fs::ensure_size(OpenFile* f, uint64_t end) {
     Result<bd::Volume> v = volume_of(id);
     if (!v) return tl::unexpected(v.error());
     uint64_t want = unsized || end <= *size ? end : std::max(end, *size + kGrowStep);
-    return set_size(*v, std::max(want, v->size));
+    return set_size(*v, std::max(want, v->size), who);
 }
 
 // ---- data --------------------------------------------------------------------
@@ -254,11 +272,13 @@ Result<size_t> Fs::read(OpenFile* f, char* buf, size_t size, off_t off) {
     return n;
 }
 
-Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off) {
+Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off,
+                            const bd::Actor& who) {
     if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
-    if (Result<void> ok = ensure_size(f, uint64_t(off) + size); !ok)
+    if (Result<void> ok = ensure_size(f, uint64_t(off) + size, who); !ok)
         return tl::unexpected(ok.error());
-    if (Result<void> ok = space_.reserve(size); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = space_.reserve(size, who.reserve); !ok)
+        return tl::unexpected(ok.error());
     const char* src = buf;
     if (f->direct) {
         char* bounce = aligned_buffer();
@@ -282,12 +302,13 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
     return size;
 }
 
-Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off) {
+Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off,
+                         const bd::Actor& who) {
     if (std::shared_ptr<VolumeState> st = state_of(f)) {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
         st->clone_of.clear();
     }
-    return write_at(f, buf, size, off);
+    return write_at(f, buf, size, off, who);
 }
 
 Result<void> Fs::fsync(OpenFile* f, bool datasync) {
@@ -299,14 +320,15 @@ Result<void> Fs::fsync(OpenFile* f, bool datasync) {
 
 // Whole pool blocks are discarded (thin unmaps them, so they read as zeros);
 // the partial blocks at either end are written with zeros.
-Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk) {
+Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk,
+                            const bd::Actor& who) {
     uint64_t end = off + len;
     uint64_t first = (off + chunk - 1) / chunk * chunk, last = end / chunk * chunk;
     static const std::vector<char> zeros(kMaxIo, 0);
     auto zero = [&](uint64_t from, uint64_t to) -> Result<void> {
         for (uint64_t p = from; p < to; p += kMaxIo) {
             size_t n = size_t(std::min<uint64_t>(kMaxIo, to - p));
-            if (Result<size_t> w = write_at(f, zeros.data(), n, off_t(p)); !w)
+            if (Result<size_t> w = write_at(f, zeros.data(), n, off_t(p), who); !w)
                 return tl::unexpected(w.error());
         }
         return {};
@@ -320,7 +342,7 @@ Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t ch
     return zero(last, end);
 }
 
-Result<void> Fs::fallocate(OpenFile* f, int mode, off_t off, off_t len) {
+Result<void> Fs::fallocate(OpenFile* f, int mode, off_t off, off_t len, const bd::Actor& who) {
     if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
     const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
     if (mode & ~known) return bd::fail(EOPNOTSUPP, "unsupported fallocate mode");
@@ -330,18 +352,19 @@ Result<void> Fs::fallocate(OpenFile* f, int mode, off_t off, off_t len) {
     }
     uint64_t end = uint64_t(off) + uint64_t(len);
     if (!(mode & FALLOC_FL_KEEP_SIZE))
-        if (Result<void> ok = ensure_size(f, end); !ok) return ok;
+        if (Result<void> ok = ensure_size(f, end, who); !ok) return ok;
     if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) return {};  // thin: no reservation
     Result<uint64_t> size = device_size(f->fd);
     if (!size) return tl::unexpected(size.error());
     end = std::min(end, *size);
     if (uint64_t(off) >= end) return {};
-    return zero_range(f, uint64_t(off), end - uint64_t(off), chunk_size_);
+    return zero_range(f, uint64_t(off), end - uint64_t(off), chunk_size_, who);
 }
 
 // ---- copies ------------------------------------------------------------------
 
-Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len) {
+Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len,
+                             const bd::Actor& who) {
     std::vector<char> buf(kMaxIo);
     size_t done = 0;
     while (done < len) {
@@ -349,7 +372,7 @@ Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t of
         Result<size_t> n = read(in, buf.data(), want, off_in + off_t(done));
         if (!n) return n;
         if (*n == 0) break;
-        if (Result<size_t> w = write(out, buf.data(), *n, off_out + off_t(done)); !w) return w;
+        if (Result<size_t> w = write(out, buf.data(), *n, off_out + off_t(done), who); !w) return w;
         done += *n;
     }
     return done;
@@ -357,7 +380,7 @@ Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t of
 
 // The whole source into a fresh, empty destination: replace the destination's
 // volume with a thin snapshot of the source (the core's clone).
-Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len) {
+Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd::Actor& who) {
     std::string src_id, dst_id;
     std::shared_ptr<VolumeState> dst_st = state_of(out, &dst_id);
     if (!state_of(in, &src_id) || !dst_st) return bd::fail(EBADF, "file is not open");
@@ -372,22 +395,22 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len) {
     dup2(null_fd, out->fd);
     close(null_fd);
     Result<std::vector<std::string>> removed = ex_.remove_volume(old.path, false);
-    Result<bd::Volume> made = removed ? ex_.clone(src->path, old.path, false)
+    Result<bd::Volume> made = removed ? ex_.clone(src->path, old.path, false, {}, who)
                                       : Result<bd::Volume>(tl::unexpected(removed.error()));
     if (made && (made->uid != old.uid || made->gid != old.gid || made->mode != old.mode)) {
         bd::Attrs a;
         a.uid = old.uid;
         a.gid = old.gid;
         a.mode = old.mode;
-        if (Result<bd::Volume> ok = ex_.set_attrs(old.path, a); ok) made = ok;
+        if (Result<bd::Volume> ok = ex_.set_attrs(old.path, a, who); ok) made = ok;
     }
     if (!made && removed) {  // put an empty file back so the open file stays usable
-        bd::Attrs a;
-        a.uid = old.uid;
-        a.gid = old.gid;
-        a.mode = old.mode;
-        a.xattrs[kUnsizedXattr] = "1";
-        Result<bd::Volume> again = ex_.create_volume(old.path, ex_.extent_size(), false, a);
+        bd::NewVolume nv{old.path, ex_.extent_size(), false, "raw", {}};
+        nv.attrs.uid = old.uid;
+        nv.attrs.gid = old.gid;
+        nv.attrs.mode = old.mode;
+        nv.attrs.xattrs[kUnsizedXattr] = "1";
+        Result<bd::Volume> again = ex_.create_volume(nv, who);
         if (again) made = again;
     }
     const bd::Volume& now = made ? *made : old;
@@ -414,7 +437,7 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len) {
 }
 
 Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
-                                   size_t len) {
+                                   size_t len, const bd::Actor& who) {
     std::string src_id, dst_id;
     std::shared_ptr<VolumeState> src_st = state_of(in, &src_id), dst_st = state_of(out, &dst_id);
     if (!src_st || !dst_st) return bd::fail(EBADF, "file is not open");
@@ -428,7 +451,7 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
     }
     if (whole) {
         Result<uint64_t> src_size = device_size(in->fd);
-        if (src_size && len >= *src_size) return clone_into(in, out, len);
+        if (src_size && len >= *src_size) return clone_into(in, out, len, who);
     }
     if (done_by_clone) {
         Result<uint64_t> size = device_size(in->fd);
@@ -436,7 +459,7 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
         uint64_t left = uint64_t(off_in) < *size ? *size - uint64_t(off_in) : 0;
         return size_t(std::min<uint64_t>({len, left, kMaxReply}));
     }
-    return copy_data(in, off_in, out, off_out, std::min<uint64_t>(len, kMaxReply));
+    return copy_data(in, off_in, out, off_out, std::min<uint64_t>(len, kMaxReply), who);
 }
 
 }  // namespace bdfs

@@ -37,6 +37,22 @@ void guarded(fuse_req_t req, const char* op, Body&& body) {
     }
 }
 
+// The caller as the core sees it. Its supplementary groups come from
+// /proc/PID/status (fuse_req_getgroups); a caller gone meanwhile has none.
+// Writes need them only to match -o resgid, so a write reads them only then.
+bd::Actor who(fuse_req_t req, bool writing = false) {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    if (writing && !fs(req).needs_groups(ctx->uid, ctx->gid)) return fs(req).actor(ctx->uid, ctx->gid, {});
+    std::vector<gid_t> groups(64);
+    int n = fuse_req_getgroups(req, int(groups.size()), groups.data());
+    if (n > int(groups.size())) {
+        groups.resize(size_t(n));
+        n = fuse_req_getgroups(req, int(groups.size()), groups.data());
+    }
+    groups.resize(n > 0 ? std::min(size_t(n), groups.size()) : 0);
+    return fs(req).actor(ctx->uid, ctx->gid, std::vector<uint32_t>(groups.begin(), groups.end()));
+}
+
 void reply_void(fuse_req_t req, const char* op, const Result<void>& r) {
     if (!r) return reply_err(req, op, r.error());
     fuse_reply_err(req, 0);
@@ -82,7 +98,8 @@ void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                  fuse_file_info* fi) {
     guarded(req, "setattr", [&] {
-        Result<struct stat> st = fs(req).setattr(ino, *attr, to_set, fi ? file(fi) : nullptr);
+        Result<struct stat> st =
+            fs(req).setattr(ino, *attr, to_set, fi ? file(fi) : nullptr, who(req));
         if (!st) return reply_err(req, "setattr", st.error());
         fuse_reply_attr(req, &*st, 0);
     });
@@ -98,7 +115,7 @@ void sfs_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 void sfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
     guarded(req, "mkdir", [&] {
-        reply_entry(req, "mkdir", fs(req).mkdir(parent, name, mode, *fuse_req_ctx(req)));
+        reply_entry(req, "mkdir", fs(req).mkdir(parent, name, mode, who(req)));
     });
 }
 
@@ -112,17 +129,19 @@ void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void sfs_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
     guarded(req, "symlink",
-            [&] { reply_entry(req, "symlink", fs(req).symlink(link, parent, name)); });
+            [&] { reply_entry(req, "symlink", fs(req).symlink(link, parent, name, who(req))); });
 }
 
 void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
-    guarded(req, "link", [&] { reply_entry(req, "link", fs(req).link(ino, parent, name)); });
+    guarded(req, "link",
+            [&] { reply_entry(req, "link", fs(req).link(ino, parent, name, who(req))); });
 }
 
 void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
                 const char* newname, unsigned int flags) {
     guarded(req, "rename", [&] {
-        reply_void(req, "rename", fs(req).rename(parent, name, newparent, newname, flags));
+        reply_void(req, "rename",
+                   fs(req).rename(parent, name, newparent, newname, flags, who(req)));
     });
 }
 
@@ -175,7 +194,7 @@ void sfs_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode
     guarded(req, "create", [&] {
         OpenFile* f = nullptr;
         Result<fuse_entry_param> e =
-            fs(req).create(parent, name, mode, *fuse_req_ctx(req), fi->flags, &f);
+            fs(req).create(parent, name, mode, who(req), fi->flags, &f);
         if (!e) return reply_err(req, "create", e.error());
         fi->fh = reinterpret_cast<uint64_t>(f);
         fi->direct_io = 1;
@@ -206,7 +225,7 @@ void sfs_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off
                fuse_file_info* fi) {
     (void)ino;
     guarded(req, "write", [&] {
-        Result<size_t> n = fs(req).write(file(fi), buf, size, off);
+        Result<size_t> n = fs(req).write(file(fi), buf, size, off, who(req, true));
         if (!n) return reply_err(req, "write", n.error());
         fuse_reply_write(req, *n);
     });
@@ -222,7 +241,9 @@ void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t le
                    fuse_file_info* fi) {
     (void)ino;
     guarded(req, "fallocate",
-            [&] { reply_void(req, "fallocate", fs(req).fallocate(file(fi), mode, off, len)); });
+            [&] {
+                reply_void(req, "fallocate", fs(req).fallocate(file(fi), mode, off, len, who(req)));
+            });
 }
 
 void sfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
@@ -232,7 +253,8 @@ void sfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_f
     (void)ino_out;
     guarded(req, "copy_file_range", [&] {
         if (flags) return reply_err(req, "copy_file_range", bd::Error{EINVAL, "flags must be 0"});
-        Result<size_t> n = fs(req).copy_file_range(file(fi_in), off_in, file(fi_out), off_out, len);
+        Result<size_t> n =
+            fs(req).copy_file_range(file(fi_in), off_in, file(fi_out), off_out, len, who(req));
         if (!n) return reply_err(req, "copy_file_range", n.error());
         fuse_reply_write(req, *n);
     });
@@ -271,7 +293,8 @@ void sfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void sfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                   int flags) {
     guarded(req, "setxattr", [&] {
-        reply_void(req, "setxattr", fs(req).setxattr(ino, name, std::string(value, size), flags));
+        reply_void(req, "setxattr",
+                   fs(req).setxattr(ino, name, std::string(value, size), flags, who(req)));
     });
 }
 

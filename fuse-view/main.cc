@@ -1,6 +1,8 @@
 // bdfs EXPORT MOUNTPOINT [-o OPTIONS] [-f]: mounts an export as a directory of
 // volume files (see docs/bdfs.1).
 #include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -23,6 +25,8 @@ struct Config {
     int nocache = 0;
     double attr_timeout = 0, entry_timeout = 0;
     char* dir_mode = nullptr;
+    char* resuid = nullptr;
+    char* resgid = nullptr;
 };
 
 #define BDFS_OPT(t, p) \
@@ -30,7 +34,8 @@ struct Config {
 const fuse_opt kOptions[] = {
     BDFS_OPT("allow_shrink", allow_shrink),     BDFS_OPT("nocache", nocache),
     BDFS_OPT("attr_timeout=%lf", attr_timeout), BDFS_OPT("entry_timeout=%lf", entry_timeout),
-    BDFS_OPT("dir_mode=%s", dir_mode),          FUSE_OPT_END,
+    BDFS_OPT("dir_mode=%s", dir_mode),          BDFS_OPT("resuid=%s", resuid),
+    BDFS_OPT("resgid=%s", resgid),              FUSE_OPT_END,
 };
 
 // The first non-option argument is the export; the rest go to libfuse.
@@ -50,12 +55,29 @@ void usage(const char* prog) {
         "bdfs options:\n"
         "    -o allow_shrink        truncate may shrink a volume (data past the end is lost)\n"
         "    -o dir_mode=OCTAL      mode of directories without one of their own (0755)\n"
+        "    -o resuid=USER         may also fill the pool past its threshold (root always may)\n"
+        "    -o resgid=GROUP        members may too (e.g. libvirt-qemu for a dir pool's VMs)\n"
         "    -o nocache             run `lvs` for every operation (no metadata cache)\n"
         "    -o attr_timeout=SECS   kernel attribute cache (default 0: always fresh)\n"
         "    -o entry_timeout=SECS  kernel name cache (default 0: always fresh)\n\n",
         prog);
     fuse_cmdline_help();
     fuse_lowlevel_help();
+}
+
+// A user or group by name or number; nullopt (after a message) if unknown.
+std::optional<uint32_t> id_of(const char* text, bool group) {
+    char* end = nullptr;
+    unsigned long n = strtoul(text, &end, 10);
+    if (*text && !*end) return uint32_t(n);
+    if (group) {
+        if (struct group* g = getgrnam(text)) return g->gr_gid;
+    } else if (struct passwd* p = getpwnam(text)) {
+        return p->pw_uid;
+    }
+    fmt::print(stderr, "bdfs: error: unknown {} \"{}\" in -o {}\n", group ? "group" : "user", text,
+               group ? "resgid" : "resuid");
+    return std::nullopt;
 }
 
 void log_to_syslog(fuse_log_level level, const char* fmt, va_list ap) {
@@ -132,6 +154,8 @@ int main(int argc, char* argv[]) {
     opts.attr_timeout = conf.attr_timeout;
     opts.entry_timeout = conf.entry_timeout;
     if (conf.dir_mode) opts.dir_mode = mode_t(strtoul(conf.dir_mode, nullptr, 8)) & 07777;
+    if (conf.resuid && !(opts.resuid = id_of(conf.resuid, false))) return 2;
+    if (conf.resgid && !(opts.resgid = id_of(conf.resgid, true))) return 2;
     ensure_sbin_in_path();
     detach_dead_mount(cmd.mountpoint);
     char real[PATH_MAX];

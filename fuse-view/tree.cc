@@ -97,24 +97,15 @@ Entry Tree::entry_for(const bd::Volume& v) const {
     return Entry{bd::base_name(v.path), kind_of(v), v.path, &v};
 }
 
+// "ORIGIN@NAME", the name a snapshot link points to, is the snapshot (shown as
+// a file) even if a volume of that name exists: the core refuses to make one,
+// and a link must never lead to another user's file.
 std::optional<Entry> Tree::lookup(const std::string& dir, const std::string& name) const {
     if (is_reserved(dir, name) || !is_dir(dir)) return std::nullopt;
     std::string path = join(dir, name);
+    if (const bd::Volume* s = cat_.find_alias(path)) return Entry{name, Kind::kFile, s->path, s};
     if (const bd::Volume* v = cat_.find(path)) return entry_for(*v);
     if (dirs_.count(path)) return dir_entry(name, path);
-    return virtual_snapshot(dir, name);
-}
-
-// "ORIGIN@NAME": a snapshot of ORIGIN (in `dir`) named NAME, shown as a file.
-std::optional<Entry> Tree::virtual_snapshot(const std::string& dir, const std::string& name) const {
-    for (size_t at = name.rfind('@'); at != std::string::npos && at > 0;
-         at = name.rfind('@', at - 1)) {
-        std::string origin = join(dir, name.substr(0, at)), snap = name.substr(at + 1);
-        for (const bd::Volume& v : cat_.volumes)
-            if (v.type == bd::VolumeType::kSnapshot && v.origin_path == origin &&
-                v.snapshot_name == snap)
-                return Entry{name, Kind::kFile, v.path, &v};
-    }
     return std::nullopt;
 }
 
@@ -128,7 +119,7 @@ std::vector<Entry> Tree::list(const std::string& dir) const {
     if (!is_dir(dir)) return out;
     for (const bd::Volume& v : cat_.volumes)
         if (bd::parent_dir(v.path) == dir && !is_reserved(dir, bd::base_name(v.path)))
-            out.push_back(entry_for(v));
+            out.push_back(*lookup(dir, bd::base_name(v.path)));  // as lookup shows it
     for (const std::string& d : dirs_)
         if (bd::parent_dir(d) == dir && !cat_.find(d) && !is_reserved(dir, bd::base_name(d)))
             out.push_back(dir_entry(bd::base_name(d), d));

@@ -59,7 +59,6 @@ class Tree {
     const bd::Catalog& catalog() const { return cat_; }
 
   private:
-    std::optional<Entry> virtual_snapshot(const std::string& dir, const std::string& name) const;
     Entry entry_for(const bd::Volume& v) const;
 
     bd::Catalog cat_;

@@ -75,6 +75,18 @@ TEST(Tree, VirtualSnapshotNamesResolve) {
     EXPECT_FALSE(t.lookup("", "@x"));
 }
 
+TEST(Tree, ALinkNeverLeadsToAFileOfTheSameName) {
+    // A volume named like a snapshot's link target (made by hand or by an older
+    // bd): the link still reaches the snapshot, in lookups and listings alike.
+    bd::Catalog cat;
+    cat.pool = bd::LvRecord{};
+    cat.volumes = {volume("a", "A"), volume("a@s", "planted"), snapshot("s", "a", "s")};
+    Tree t(std::move(cat));
+    EXPECT_EQ(t.lookup("", "a@s")->path, "s");
+    for (const Entry& e : t.list(""))
+        EXPECT_TRUE(e.name != "a@s" || e.volume->id == "s-s");
+}
+
 TEST(Tree, Directories) {
     Tree t = tree();
     EXPECT_TRUE(t.is_dir("empty"));

@@ -68,8 +68,11 @@ std::string domain_disk_xml(const std::string& pool_name, const std::string& vol
                             const std::string& target_dev, const std::string& format) {
     Writer w;
     w.open("disk", {{"type", "volume"}, {"device", "disk"}});
+    // A full thin pool fails writes at once (bd pools are made --errorwhenfull y):
+    // QEMU then pauses the VM instead of showing the guest an I/O error, and
+    // `virsh resume` continues it once the pool has room (docs/ARCHITECTURE.md).
     w.leaf("driver", {{"name", "qemu"}, {"type", format}, {"cache", "none"}, {"io", "native"},
-                      {"discard", "unmap"}});
+                      {"discard", "unmap"}, {"error_policy", "stop"}});
     w.leaf("source", {{"pool", pool_name}, {"volume", volume}});
     w.leaf("target", {{"dev", target_dev}, {"bus", "virtio"}});
     w.close();

@@ -31,7 +31,7 @@ Result<void> check_parent(const Catalog& cat, const std::string& path, const std
 }  // namespace
 
 Result<DirAttrs> Export::set_dir_attrs(const std::string& path, const DirAttrChange& change,
-                                       const DirAttrs& fallback) {
+                                       const Actor& who) {
     std::string norm;
     if (!path.empty() && path != "/") {
         Result<std::string> n = normalize_path(path);
@@ -50,12 +50,14 @@ Result<DirAttrs> Export::set_dir_attrs(const std::string& path, const DirAttrCha
     // chown both land.
     std::map<std::string, DirAttrs> now = dir_attrs(*cat);
     auto it = now.find(norm);
-    const DirAttrs old = it != now.end() ? it->second : fallback;
+    const DirAttrs old = it != now.end() ? it->second : default_dir_;
     DirAttrs attrs = old;
     if (change.uid) attrs.uid = *change.uid;
     if (change.gid) attrs.gid = *change.gid;
     if (change.mode) attrs.mode = *change.mode;
     if (it != now.end() && attrs == old) return attrs;
+    if (it == now.end())
+        if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
     Result<std::string> tag = dir_attrs_tag(norm, attrs);
     if (!tag) return tl::unexpected(tag.error());
     TagEdit edit{{*tag}, dir_attrs_tags_of(*cat, norm, false)};
@@ -70,7 +72,8 @@ Result<DirAttrs> Export::set_dir_attrs(const std::string& path, const DirAttrCha
     return attrs;
 }
 
-Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> attrs) {
+Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> attrs,
+                              const Actor& who) {
     Result<std::string> norm = normalize_path(path);
     if (!norm) return tl::unexpected(norm.error());
     Result<std::string> tag = make_tag(tags::kDir, *norm);
@@ -87,6 +90,8 @@ Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> a
     if (cat->find(*norm) || is_directory(*cat, *norm))
         return fail(EEXIST, fmt::format("\"{}\" already exists in export \"{}\"", *norm, name_));
     if (Result<void> ok = check_parent(*cat, *norm, name_); !ok) return ok;
+    if (Result<void> ok = check_not_alias(*cat, *norm); !ok) return ok;
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return ok;
     edit.del = dir_attrs_tags_of(*cat, *norm, false);  // a stale one, if any
     // One lvchange: the directory and its owner appear together.
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
@@ -124,7 +129,7 @@ Result<void> Export::remove_dir(const std::string& path) {
 // volume is renamed (each rename is crash-safe), then the old tags go. An
 // interruption leaves both directories, each holding some volumes; running the
 // same rename again finishes it.
-Result<void> Export::rename_dir(const std::string& src, const std::string& dst) {
+Result<void> Export::rename_dir(const std::string& src, const std::string& dst, const Actor& who) {
     Result<std::string> from = normalize_path(src), to = normalize_path(dst);
     if (!from) return tl::unexpected(from.error());
     if (!to) return tl::unexpected(to.error());
@@ -147,8 +152,11 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
         if (is_directory(*cat, *to) && !directory_empty(*cat, *to))
             return fail(ENOTEMPTY,
                         fmt::format("directory \"{}\" in export \"{}\" is not empty", *to, name_));
-        if (!is_directory(*cat, *to))
+        if (!is_directory(*cat, *to)) {
             if (Result<void> ok = check_parent(*cat, *to, name_); !ok) return ok;
+            if (Result<void> ok = check_not_alias(*cat, *to); !ok) return ok;
+        }
+        if (Result<void> ok = check_metadata_room(*cat, who); !ok) return ok;
         TagEdit edit;
         for (const std::string& d : explicit_dirs(*cat)) {
             if (!is_within(d, *from)) continue;
@@ -178,7 +186,7 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst) 
                 return tl::unexpected(classify(out.error()));
     }
     for (const std::string& v : volumes)
-        if (Result<Volume> moved = rename(v, reparent(v, *from, *to)); !moved)
+        if (Result<Volume> moved = rename(v, reparent(v, *from, *to), who); !moved)
             return tl::unexpected(moved.error());
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());

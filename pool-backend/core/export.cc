@@ -288,7 +288,11 @@ Result<ExportInfo> Export::info() {
 }
 
 ExportInfo Export::info_from(const Catalog& cat) {
-    ExportInfo info{name_, vg_, thinpool_, threshold_};
+    ExportInfo info;
+    info.name = name_;
+    info.vg = vg_;
+    info.thinpool = thinpool_;
+    info.threshold = threshold_;
     const LvRecord& pool = *cat.pool;
     info.size = pool.size;
     info.chunk_size = pool.chunk_size;
@@ -309,6 +313,9 @@ ExportInfo Export::info_from(const Catalog& cat) {
     }
     info.volumes = cat.volumes.size();
     info.leftovers = cat.leftovers.size();
+    info.when_full = pool.when_full;
+    info.metadata_area = pool.vg_mda_size;
+    info.metadata_area_free = pool.vg_mda_free;
     return info;
 }
 
@@ -345,6 +352,14 @@ Result<void> Export::set_threshold(int threshold) {
     Result<CommandOutput> out = run(vgchange_tags_argv(vg_, edit));
     if (!out) return tl::unexpected(out.error());
     threshold_ = threshold;
+    return {};
+}
+
+Result<void> Export::set_when_full(bool error) {
+    Result<ExportLock> lock = lock_for_change();
+    if (!lock) return tl::unexpected(lock.error());
+    if (Result<CommandOutput> out = run(lvchange_when_full_argv(vg_, thinpool_, error)); !out)
+        return tl::unexpected(out.error());
     return {};
 }
 

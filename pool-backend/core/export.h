@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "access.h"
 #include "catalog.h"
 #include "dirs.h"
 #include "error.h"
@@ -28,6 +29,8 @@ struct ExportInfo {
     uint64_t size = 0, allocated = 0, chunk_size = 0, extent_size = 0, vg_free = 0;
     double data_percent = 0, metadata_percent = 0;
     size_t volumes = 0, leftovers = 0;
+    std::string when_full;  ///< the thin pool's out-of-space mode: "error" or "queue"
+    uint64_t metadata_area = 0, metadata_area_free = 0;  ///< the VG's LVM metadata area
 };
 
 /// How to make an export (bdctl export create).
@@ -48,6 +51,20 @@ struct Attrs {
     std::optional<uint32_t> uid, gid, mode;
     std::optional<int64_t> mtime;
     std::map<std::string, std::optional<std::string>> xattrs;  ///< nullopt removes
+};
+
+/// The encoded bd.x tags of one volume's user.* and trusted.* xattrs may take
+/// at most this many bytes, as ext4 keeps one file's xattrs in one 4 KiB
+/// block: ENOSPC beyond.
+constexpr size_t kMaxXattrBytes = 4096;
+
+/// A volume to create.
+struct NewVolume {
+    std::string path;
+    uint64_t size = 0;           ///< what the guest sees (rounds up to extents)
+    bool thick = false;          ///< a linear LV outside the thin pool
+    std::string format = "raw";  ///< "raw" or "qcow2" (qemu-img writes its header)
+    Attrs attrs;                 ///< unset owner: the actor; unset mode: 0600
 };
 
 /// One fsck action, done or (dry run) proposed.
@@ -91,40 +108,50 @@ public:
     /// The volume at `path` (ENOENT naming the export if absent).
     Result<Volume> find(const std::string& path);
 
-    /// New thin (or thick) volume; size rounds up to extents.
-    Result<Volume> create_volume(const std::string& path, uint64_t size, bool thick,
-                                 const Attrs& attrs = {});
+    /// New thin (or thick) volume; its format and owner are recorded in its tags.
+    Result<Volume> create_volume(const NewVolume& spec, const Actor& who = Actor::root());
     /// Writable copy: instant thin snapshot, or thin-aware full copy if `full`.
+    /// The actor must be able to read `src`; a clone made by root keeps the
+    /// origin's owner, one made by a user is theirs (with the origin's mode).
     Result<Volume> clone(const std::string& src, const std::string& dst, bool full,
-                         const Progress& progress = {});
-    /// Read-only thin snapshot at `snap_path`, linked to its origin.
+                         const Progress& progress = {}, const Actor& who = Actor::root());
+    /// Read-only thin snapshot named `snap_name` at `snap_path`, linked to its
+    /// origin; names are unique per origin. Owner as for clone().
     Result<Volume> snapshot(const std::string& src, const std::string& snap_path,
-                            const std::string& snap_name);
+                            const std::string& snap_name, const Actor& who = Actor::root());
     /// Snapshots linked to the volume at `path`.
     Result<std::vector<Volume>> snapshots(const std::string& path);
     /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
     Result<Volume> rollback(const std::string& path, const std::string& snap);
     /// New size; smaller only with `shrink`.
-    Result<Volume> resize(const std::string& path, uint64_t size, bool shrink);
+    Result<Volume> resize(const std::string& path, uint64_t size, bool shrink,
+                          const Actor& who = Actor::root());
     /// Moves a volume to a new path in this export.
-    Result<Volume> rename(const std::string& src, const std::string& dst);
+    Result<Volume> rename(const std::string& src, const std::string& dst,
+                          const Actor& who = Actor::root());
     /// Deletes a volume (refused while open, or with snapshots unless asked).
     Result<std::vector<std::string>> remove_volume(const std::string& path, bool with_snapshots);
-    /// Updates owner, mode, times, xattrs kept in tags.
-    Result<Volume> set_attrs(const std::string& path, const Attrs& attrs);
+    /// Updates owner, mode, times, xattrs kept in tags. A volume bd did not make
+    /// is adopted in place: it gains bd's tags and keeps its LV name.
+    Result<Volume> set_attrs(const std::string& path, const Attrs& attrs,
+                             const Actor& who = Actor::root());
     /// Finishes or undoes interrupted operations.
     Result<std::vector<Repair>> fsck(bool dry_run);
     /// Makes an explicit (possibly empty) directory, with an owner and mode if given; see dirs.h.
-    Result<void> make_dir(const std::string& path, std::optional<DirAttrs> attrs = std::nullopt);
+    Result<void> make_dir(const std::string& path, std::optional<DirAttrs> attrs = std::nullopt,
+                          const Actor& who = Actor::root());
     /// Changes a directory's kept owner and mode ("" is the root), starting from
-    /// `fallback` when none is kept; returns the result. An implied directory
+    /// default_dir() when none is kept; returns the result. An implied directory
     /// becomes explicit, so it outlives its last volume.
     Result<DirAttrs> set_dir_attrs(const std::string& path, const DirAttrChange& change,
-                                   const DirAttrs& fallback);
+                                   const Actor& who = Actor::root());
     /// Removes an empty directory (ENOTEMPTY otherwise).
     Result<void> remove_dir(const std::string& path);
     /// Moves a directory and every volume below it; see dir_ops.cc for crash behaviour.
-    Result<void> rename_dir(const std::string& src, const std::string& dst);
+    Result<void> rename_dir(const std::string& src, const std::string& dst,
+                            const Actor& who = Actor::root());
+    /// Makes the thin pool fail writes when full (`error`) or queue them.
+    Result<void> set_when_full(bool error);
 
     /// The block device of a volume.
     std::string device(const Volume& v) const { return "/dev/" + vg_ + "/" + v.lv; }
@@ -135,14 +162,26 @@ public:
     uint64_t extent_size() const { return extent_size_; }
     /// Where warnings go (default: none).
     void set_warn(Warn warn) { warn_ = std::move(warn); }
+    /// Owner and mode of directories that keep none (bdfs -o dir_mode): they
+    /// decide who may search a path to the origin of a snapshot.
+    void set_default_dir(const DirAttrs& attrs) { default_dir_ = attrs; }
+    const DirAttrs& default_dir() const { return default_dir_; }
 
 private:
     Export(Runner& runner, const VgRecord& vg);
     Result<CommandOutput> run(const Argv& argv) { return runner_.run(argv); }
     Result<Catalog> scan_for_change(const std::vector<std::string>& paths);
     Result<void> check_space(const Catalog& cat);
+    Result<void> check_metadata_room(const Catalog& cat, const Actor& who);
+    Result<void> check_readable(const Catalog& cat, const Volume& v, const Actor& who);
     Result<void> check_free(const Catalog& cat, const std::string& path);
+    Result<void> check_not_alias(const Catalog& cat, const std::string& path);
+    Result<void> check_snapshot_name(const Catalog& cat, const Volume& origin,
+                                     const std::string& origin_path, const std::string& name,
+                                     const std::string& snap_path);
     Result<std::vector<std::string>> new_volume_tags(const std::string& path, const Attrs& a);
+    Result<Volume> make_formatted(const Catalog& cat, const NewVolume& spec, uint64_t lv_bytes,
+                                  std::vector<std::string> tags);
     Result<Volume> find_in(const Catalog& cat, const std::string& path) const;
     Result<void> canonicalize(const Volume& v, const Catalog& cat, std::vector<Repair>* log);
     Result<void> copy_data(const Volume& src, const std::string& dst_lv, const Progress& p);
@@ -158,6 +197,7 @@ private:
     std::optional<std::vector<LvRecord>> cached_;  ///< open()'s report, for the first scan()
     std::unique_ptr<ExportLock> held_;             ///< set by Access::kChange
     Warn warn_;
+    DirAttrs default_dir_;
 };
 
 /// Maps LVM's failure text to a precise errno (ENOSPC, EBUSY) where unambiguous.

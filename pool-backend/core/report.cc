@@ -60,7 +60,10 @@ json to_json(const ExportInfo& info) {
             {"extent_size", info.extent_size},
             {"volumes", info.volumes},
             {"leftovers", info.leftovers},
-            {"vg_free", info.vg_free}};
+            {"vg_free", info.vg_free},
+            {"when_full", info.when_full},
+            {"metadata_area", info.metadata_area},
+            {"metadata_area_free", info.metadata_area_free}};
 }
 
 json to_json(const Error& e) {

@@ -93,14 +93,26 @@ Result<Volume> Export::rollback(const std::string& path, const std::string& snap
         return fail(EROFS, fmt::format("\"{}\" is itself a read-only snapshot; roll back its "
                                        "origin \"{}\" instead",
                                        path, o->origin_path));
-    const Volume* s = nullptr;
+    // "/PATH" names a snapshot by its path; a bare word by name or path. Names
+    // are unique per origin, but a hand-made or older set may repeat one: then
+    // nothing is picked, and the caller is told the paths to choose from.
     std::string snap_path = snap.rfind('/', 0) == 0 ? snap.substr(1) : "";
+    std::vector<const Volume*> found;
     for (const Volume* c : cat->snapshots_of(o->id))
-        if (c->snapshot_name == snap || c->path == snap_path || c->path == snap) s = c;
-    if (!s)
+        if (snap_path.empty() ? c->snapshot_name == snap || c->path == snap : c->path == snap_path)
+            found.push_back(c);
+    if (found.empty())
         return fail(ENOENT, fmt::format("snapshot \"{}\" of \"{}\" not found in export \"{}\" "
                                         "(list them: bdctl snapshots {}:/{})",
                                         snap, path, name_, name_, path));
+    if (found.size() > 1) {
+        std::string paths;
+        for (const Volume* c : found) paths += fmt::format("{}\"/{}\"", paths.empty() ? "" : ", ", c->path);
+        return fail(EINVAL, fmt::format("snapshot name \"{}\" of \"{}\" is ambiguous: it names {}; "
+                                        "give the snapshot's path instead",
+                                        snap, path, paths));
+    }
+    const Volume* s = found.front();
     if (Result<void> r = check_closed(*o); !r) return tl::unexpected(r.error());
     // 1. A writable copy of the snapshot, hidden: its staged claim is shadowed by o.
     std::string txn = random_id(8), tmp = kTmpPrefix + txn;
@@ -110,7 +122,8 @@ Result<Volume> Export::rollback(const std::string& path, const std::string& snap
                                   fmt::format("{}={}", tags::kTxn, txn)};
     for (const std::string& raw : o->raw_tags)
         if (is_bd_tag(raw, tags::kUid) || is_bd_tag(raw, tags::kGid) ||
-            is_bd_tag(raw, tags::kMode) || is_bd_tag(raw, tags::kXattr))
+            is_bd_tag(raw, tags::kMode) || is_bd_tag(raw, tags::kXattr) ||
+            is_bd_tag(raw, tags::kFormat) || is_bd_tag(raw, tags::kVirtualSize))
             t.push_back(raw);
     if (Result<void> r = ok_or(run(thin_snapshot_argv(vg_, s->lv, tmp, false, t))); !r)
         return tl::unexpected(r.error());
@@ -128,7 +141,7 @@ Result<Volume> Export::rollback(const std::string& path, const std::string& snap
     return find(path);
 }
 
-Result<Volume> Export::rename(const std::string& src, const std::string& dst) {
+Result<Volume> Export::rename(const std::string& src, const std::string& dst, const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, dst});
@@ -137,6 +150,11 @@ Result<Volume> Export::rename(const std::string& src, const std::string& dst) {
     if (!v) return v;
     if (src == dst) return v;
     if (Result<void> ok = check_free(*cat, dst); !ok) return tl::unexpected(ok.error());
+    // The links of its snapshots will point at DST@NAME: those names must be free.
+    for (const Volume* s : cat->snapshots_of(v->id))
+        if (Result<void> ok = check_snapshot_name(*cat, *v, dst, s->snapshot_name, s->path); !ok)
+            return tl::unexpected(ok.error());
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
     Result<std::string> to = make_tag(tags::kTo, dst);
     if (!to) return tl::unexpected(to.error());
     // 1. Stage the new path; the LV's name still makes it `src`.

@@ -28,14 +28,36 @@ Error classify(Error e) {
 
 namespace {
 
-// Clones and snapshots start with their origin's owner and mode.
-Attrs owner_of(const Volume& v) {
+// Clones and snapshots keep their origin's mode. Made by root (bdctl, libvirt)
+// they keep its owner too; made by a user they are theirs, without set-id bits.
+Attrs owner_of(const Volume& v, const Actor& who) {
     Attrs a;
-    a.uid = v.uid;
-    a.gid = v.gid;
-    a.mode = v.mode;
+    a.uid = who.is_root() ? v.uid : who.uid;
+    a.gid = who.is_root() ? v.gid : who.gid;
+    a.mode = who.is_root() ? v.mode : v.mode & ~uint32_t(06000);
     return a;
 }
+
+// The tags a copy of `v` carries over: what its data is, never who made it.
+std::vector<std::string> content_tags(const Volume& v) {
+    std::vector<std::string> out;
+    for (const std::string& t : v.raw_tags)
+        if (is_bd_tag(t, tags::kFormat) || is_bd_tag(t, tags::kVirtualSize)) out.push_back(t);
+    return out;
+}
+
+// The tag bytes of the xattrs users see (user.*, trusted.*); a front's own
+// bookkeeping (bdfs.unsized) is not theirs to count.
+size_t xattr_bytes(const std::vector<std::string>& tags) {
+    size_t n = 0;
+    for (const std::string& t : tags)
+        if (t.rfind("bd.x=user.", 0) == 0 || t.rfind("bd.x=trusted.", 0) == 0) n += t.size();
+    return n;
+}
+
+// Room a qcow2 image needs beside its virtual size on an LV: its L1/L2 tables
+// and refcounts (about 1/8000 of the disk with 64 KiB clusters), and headroom.
+uint64_t qcow2_slack(uint64_t capacity) { return capacity / 1024 + (4 << 20); }
 
 std::string id_tag(const std::string& key, const std::string& value) {
     return fmt::format("{}={}", key, value);
@@ -109,6 +131,73 @@ Result<void> Export::check_free(const Catalog& cat, const std::string& path) {
         return fail(EEXIST, fmt::format("LV \"{}/{}\" for path \"{}\" already exists but is not a "
                                         "volume; run `bdctl fsck {}`",
                                         vg_, lv_name_for_path(path), path, name_));
+    return check_not_alias(cat, path);
+}
+
+// "ORIGIN@NAME" is where a snapshot link points: no file or directory may take it.
+Result<void> Export::check_not_alias(const Catalog& cat, const std::string& path) {
+    if (const Volume* s = cat.find_alias(path))
+        return fail(EEXIST, fmt::format("\"{}\" in export \"{}\" names snapshot \"{}\" of \"{}\" "
+                                        "(kept at \"{}\"); choose another path",
+                                        path, name_, s->snapshot_name, s->origin_path, s->path));
+    return {};
+}
+
+// A snapshot's name is unique among its origin's, and the name its link
+// points to, ORIGIN@NAME, must not be taken by a file (origin_path is where
+// the origin will be: rename moves it).
+Result<void> Export::check_snapshot_name(const Catalog& cat, const Volume& origin,
+                                         const std::string& origin_path, const std::string& name,
+                                         const std::string& snap_path) {
+    for (const Volume* s : cat.snapshots_of(origin.id))
+        if (s->snapshot_name == name && s->path != snap_path)
+            return fail(EEXIST, fmt::format("\"{}\" already has a snapshot named \"{}\" (at \"{}\"); "
+                                            "choose another name",
+                                            origin.path, name, s->path));
+    std::string alias = origin_path + "@" + name;
+    if (alias != snap_path && cat.find(alias))
+        return fail(EEXIST, fmt::format("\"{}\" exists in export \"{}\", so a snapshot of \"{}\" "
+                                        "named \"{}\" could not be reached by its link; choose "
+                                        "another name",
+                                        alias, name_, origin_path, name));
+    return {};
+}
+
+// Changes by users stop while the VG's metadata area is nearly full, so root,
+// libvirt and LVM's own autoextend can still commit: LVM refuses every change
+// to a VG whose metadata no longer fits.
+Result<void> Export::check_metadata_room(const Catalog& cat, const Actor& who) {
+    const LvRecord& pool = *cat.pool;
+    if (who.reserve || pool.vg_mda_size == 0) return {};
+    uint64_t reserve = std::max<uint64_t>(256 << 10, pool.vg_mda_size / 16);
+    if (pool.vg_mda_free >= reserve) return {};
+    return fail(ENOSPC, fmt::format("the LVM metadata area of VG \"{}\" (export \"{}\") has {} "
+                                    "left, less than the {} kept for root; delete volumes, "
+                                    "directories or xattrs, or ask root to make room",
+                                    vg_, name_, format_size(pool.vg_mda_free),
+                                    format_size(reserve)));
+}
+
+// Snapshots and clones read their origin: the actor must be able to read it,
+// and to search every directory on the way to it (bd keeps the modes the
+// kernel checks; a snapshot's origin reaches bd as a name only).
+Result<void> Export::check_readable(const Catalog& cat, const Volume& v, const Actor& who) {
+    if (who.is_root()) return {};
+    std::map<std::string, DirAttrs> kept = dir_attrs(cat);
+    std::string dir = parent_dir(v.path);
+    for (bool done = false; !done; dir = parent_dir(dir)) {
+        done = dir.empty();
+        auto it = kept.find(dir);
+        const DirAttrs& d = it != kept.end() ? it->second : default_dir_;
+        if (!may(who, d.uid, d.gid, d.mode, kMaySearch))
+            return fail(EACCES, fmt::format("cannot read \"{}\" in export \"{}\": no search "
+                                            "permission on directory \"/{}\"",
+                                            v.path, name_, dir));
+    }
+    if (!may(who, v.uid, v.gid, v.mode, kMayRead))
+        return fail(EACCES, fmt::format("cannot read \"{}\" in export \"{}\": permission denied "
+                                        "(mode {:04o}, owner {}:{})",
+                                        v.path, name_, v.mode, v.uid, v.gid));
     return {};
 }
 
@@ -138,11 +227,15 @@ Result<std::vector<std::string>> Export::new_volume_tags(const std::string& path
         std::string tag = fmt::format("{}={}={}", tags::kXattr, tag_escape_key(name),
                                       tag_escape(*value));
         if (tag.size() > kMaxTagLength)
-            return fail(E2BIG, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
+            return fail(ERANGE, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
                                            "characters and an LVM tag holds {}",
                                            name, path, tag.size(), kMaxTagLength));
         out.push_back(tag);
     }
+    if (xattr_bytes(out) > kMaxXattrBytes)
+        return fail(ENOSPC, fmt::format("the xattrs of \"{}\" would take {} bytes of LVM tags, and "
+                                        "a volume keeps at most {}",
+                                        path, xattr_bytes(out), kMaxXattrBytes));
     return out;
 }
 
@@ -182,40 +275,83 @@ const LvRecord* record_of(const Catalog& cat, const std::string& lv) {
 
 }  // namespace
 
-Result<Volume> Export::create_volume(const std::string& path, uint64_t size, bool thick,
-                                     const Attrs& attrs) {
+Result<Volume> Export::create_volume(const NewVolume& spec, const Actor& who) {
+    if (spec.format != "raw" && spec.format != "qcow2")
+        return fail(EINVAL, fmt::format("unknown format \"{}\" for \"{}\": bd makes raw or qcow2 "
+                                        "volumes",
+                                        spec.format, spec.path));
+    if (spec.attrs.mode && *spec.attrs.mode > 07777)
+        return fail(EINVAL, fmt::format("invalid mode {:o} for \"{}\"", *spec.attrs.mode, spec.path));
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan_for_change({path});
+    Result<Catalog> cat = scan_for_change({spec.path});
     if (!cat) return tl::unexpected(cat.error());
-    if (Result<void> ok = check_free(*cat, path); !ok) return tl::unexpected(ok.error());
-    if (!thick)
+    if (Result<void> ok = check_free(*cat, spec.path); !ok) return tl::unexpected(ok.error());
+    if (!spec.thick)
         if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
-    Result<uint64_t> bytes = round_up(size, extent_size_);
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
+    bool image = spec.format != "raw";
+    Result<uint64_t> capacity = round_up(spec.size, image ? 512 : extent_size_);
+    if (!capacity) return tl::unexpected(capacity.error());
+    Result<uint64_t> bytes = round_up(*capacity + (image ? qcow2_slack(*capacity) : 0), extent_size_);
     if (!bytes) return tl::unexpected(bytes.error());
-    Result<std::vector<std::string>> tags = new_volume_tags(path, attrs);
+    // Private by default: the actor's, mode 0600 (docs/ARCHITECTURE.md, "Security").
+    Attrs a = spec.attrs;
+    a.uid = a.uid.value_or(who.uid);
+    a.gid = a.gid.value_or(who.gid);
+    a.mode = a.mode.value_or(kDefaultMode);
+    Result<std::vector<std::string>> tags = new_volume_tags(spec.path, a);
     if (!tags) return tl::unexpected(tags.error());
-    std::string lv = lv_name_for_path(path);
+    if (image) {
+        tags->push_back(id_tag(tags::kFormat, spec.format));
+        tags->push_back(id_tag(tags::kVirtualSize, std::to_string(*capacity)));
+        return make_formatted(*cat, spec, *bytes, std::move(*tags));
+    }
+    std::string lv = lv_name_for_path(spec.path);
     // One lvcreate carries every tag: the volume appears whole or not at all.
-    Argv argv = thick ? linear_create_argv(vg_, lv, *bytes, *tags)
-                      : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
+    Argv argv = spec.thick ? linear_create_argv(vg_, lv, *bytes, *tags)
+                           : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
-    if (thick) return find(path);
-    return made(*cat, new_thin(lv, thinpool_, *bytes, *tags, nullptr, false), path);
+    if (spec.thick) return find(spec.path);
+    return made(*cat, new_thin(lv, thinpool_, *bytes, *tags, nullptr, false), spec.path);
+}
+
+// An image volume is written before it is shown: it is made as a hidden LV,
+// formatted, and renamed into place (the commit point). A crash leaves a
+// _bd_tmp LV, which fsck removes.
+Result<Volume> Export::make_formatted(const Catalog& cat, const NewVolume& spec, uint64_t lv_bytes,
+                                      std::vector<std::string> tags) {
+    (void)cat;
+    std::string tmp = kTmpPrefix + random_id(8);
+    Argv create = spec.thick ? linear_create_argv(vg_, tmp, lv_bytes, tags)
+                             : thin_create_argv(vg_, thinpool_, tmp, lv_bytes, tags);
+    if (Result<CommandOutput> out = run(create); !out) return tl::unexpected(classify(out.error()));
+    Result<CommandOutput> done =
+        run(qemu_img_create_argv("/dev/" + vg_ + "/" + tmp, spec.format,
+                                 *round_up(spec.size, 512)));
+    if (done) done = run(lvrename_argv(vg_, tmp, lv_name_for_path(spec.path)));
+    if (!done) {
+        (void)run(lvremove_argv(vg_, tmp));  // the first error is the one reported
+        return tl::unexpected(classify(done.error()));
+    }
+    return find(spec.path);
 }
 
 Result<Volume> Export::clone(const std::string& src, const std::string& dst, bool full,
-                             const Progress& progress) {
+                             const Progress& progress, const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, dst});
     if (!cat) return tl::unexpected(cat.error());
     Result<Volume> s = find_in(*cat, src);
     if (!s) return s;
+    if (Result<void> ok = check_readable(*cat, *s, who); !ok) return tl::unexpected(ok.error());
     if (Result<void> ok = check_free(*cat, dst); !ok) return tl::unexpected(ok.error());
     if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
-    Result<std::vector<std::string>> tags = new_volume_tags(dst, owner_of(*s));
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
+    Result<std::vector<std::string>> tags = new_volume_tags(dst, owner_of(*s, who));
     if (!tags) return tl::unexpected(tags.error());
+    for (const std::string& t : content_tags(*s)) tags->push_back(t);
     if (!full && s->type != VolumeType::kThick) {
         // A thin snapshot with its own tags is the whole clone, in one command.
         Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
@@ -245,7 +381,7 @@ Result<Volume> Export::clone(const std::string& src, const std::string& dst, boo
 }
 
 Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_path,
-                                const std::string& snap_name) {
+                                const std::string& snap_name, const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({src, snap_path});
@@ -256,12 +392,17 @@ Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_
         return fail(EINVAL, fmt::format("volume \"{}\" is thick; thin snapshots need a thin "
                                         "origin (make a thin copy first: bdctl clone --full)",
                                         src));
+    if (Result<void> ok = check_readable(*cat, *s, who); !ok) return tl::unexpected(ok.error());
     if (Result<void> ok = check_free(*cat, snap_path); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_snapshot_name(*cat, *s, s->path, snap_name, snap_path); !ok)
+        return tl::unexpected(ok.error());
     if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
-    Result<std::vector<std::string>> tags = new_volume_tags(snap_path, owner_of(*s));
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
+    Result<std::vector<std::string>> tags = new_volume_tags(snap_path, owner_of(*s, who));
     if (!tags) return tl::unexpected(tags.error());
     Result<std::string> name_tag = make_tag(tags::kSnap, snap_name);
     if (!name_tag) return tl::unexpected(name_tag.error());
+    for (const std::string& t : content_tags(*s)) tags->push_back(t);
     tags->push_back(id_tag(tags::kSnapOf, s->id));
     tags->push_back(*name_tag);
     Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
@@ -282,7 +423,8 @@ Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
     return out;
 }
 
-Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrink) {
+Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrink,
+                             const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
@@ -296,47 +438,28 @@ Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrin
         return fail(EINVAL, fmt::format("refusing to shrink \"{}\" from {} to {}: data past the "
                                         "new end would be lost (pass --shrink if you mean it)",
                                         path, format_size(v->size), format_size(*bytes)));
+    // A user's growth stops at the threshold, as a user's writes do (the rest is
+    // kept for root and VMs).
+    if (*bytes > v->size && !who.reserve)
+        if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
     if (Result<CommandOutput> out = run(lvresize_argv(vg_, v->lv, *bytes, shrink)); !out)
         return tl::unexpected(classify(out.error()));
     return find(path);
 }
 
-Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs) {
-    Result<ExportLock> lock = lock_for_change();
-    if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan_for_change({path});
-    if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> v = find_in(*cat, path);
-    if (!v) return v;
-    if (!v->managed)
-        return fail(EPERM, fmt::format("volume \"{}\" was not made by bd; rename it inside the "
-                                       "export (bdctl rename) to adopt it before setting "
-                                       "attributes",
-                                       path));
-    TagEdit edit;
-    auto set = [&](const char* key, std::optional<int64_t> value) {
-        if (!value) return;
-        for (const std::string& t : v->raw_tags)
-            if (is_bd_tag(t, key)) edit.del.push_back(t);
-        edit.add.push_back(id_tag(key, std::to_string(*value)));
-    };
-    set(tags::kUid, attrs.uid);
-    set(tags::kGid, attrs.gid);
-    set(tags::kMode, attrs.mode);
-    set(tags::kMtime, attrs.mtime);
-    for (const auto& [name, value] : attrs.xattrs) {
-        std::string prefix = fmt::format("{}={}=", tags::kXattr, tag_escape_key(name));
-        for (const std::string& t : v->raw_tags)
-            if (t.rfind(prefix, 0) == 0) edit.del.push_back(t);
-        if (!value) continue;
-        std::string tag = prefix + tag_escape(*value);
-        if (tag.size() > kMaxTagLength)
-            return fail(E2BIG, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
-                                           "characters and an LVM tag holds {}",
-                                           name, path, tag.size(), kMaxTagLength));
-        edit.add.push_back(tag);
-    }
-    // LVM refuses to add a tag that is also being deleted; drop no-op pairs.
+namespace {
+
+// Adds `value` for `key` (numbers), replacing what the volume has.
+void replace_tag(TagEdit& edit, const Volume& v, const char* key, std::optional<int64_t> value) {
+    if (!value) return;
+    for (const std::string& t : v.raw_tags)
+        if (is_bd_tag(t, key)) edit.del.push_back(t);
+    edit.add.push_back(fmt::format("{}={}", key, *value));
+}
+
+// LVM refuses to add a tag that is also being deleted; drop no-op pairs.
+void drop_no_ops(TagEdit& edit) {
     for (auto it = edit.add.begin(); it != edit.add.end();) {
         auto d = std::find(edit.del.begin(), edit.del.end(), *it);
         if (d == edit.del.end()) {
@@ -346,7 +469,67 @@ Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs) {
         edit.del.erase(d);
         it = edit.add.erase(it);
     }
+}
+
+size_t total_size(const std::vector<std::string>& tags) {
+    size_t n = 0;
+    for (const std::string& t : tags) n += t.size();
+    return n;
+}
+
+}  // namespace
+
+Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs, const Actor& who) {
+    if (attrs.mode && *attrs.mode > 07777)
+        return fail(EINVAL, fmt::format("invalid mode {:o} for \"{}\"", *attrs.mode, path));
+    Result<ExportLock> lock = lock_for_change();
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan_for_change({path});
+    if (!cat) return tl::unexpected(cat.error());
+    Result<Volume> v = find_in(*cat, path);
+    if (!v) return v;
+    TagEdit edit;
+    if (!v->managed) {
+        // Adopted in place: the LV keeps its name (a VM may use /dev/VG/LV), and
+        // its LVM uuid becomes its id; catalog rule 1 knows it by its name.
+        if (!who.is_root() || v->lv.rfind("_bd_", 0) == 0)
+            return fail(EPERM, fmt::format("volume \"{}\" was not made by bd; root adopts it by "
+                                           "setting its owner or mode (or with bdctl rename)",
+                                           path));
+        Result<std::string> path_tag = make_tag(tags::kPath, path);
+        if (!path_tag) return tl::unexpected(path_tag.error());
+        edit.add = {"bd.v=1", id_tag(tags::kId, v->id), *path_tag};
+    }
+    replace_tag(edit, *v, tags::kUid, attrs.uid);
+    replace_tag(edit, *v, tags::kGid, attrs.gid);
+    replace_tag(edit, *v, tags::kMode, attrs.mode);
+    replace_tag(edit, *v, tags::kMtime, attrs.mtime);
+    for (const auto& [name, value] : attrs.xattrs) {
+        std::string prefix = fmt::format("{}={}=", tags::kXattr, tag_escape_key(name));
+        for (const std::string& t : v->raw_tags)
+            if (t.rfind(prefix, 0) == 0) edit.del.push_back(t);
+        if (!value) continue;
+        std::string tag = prefix + tag_escape(*value);
+        if (tag.size() > kMaxTagLength)
+            return fail(ERANGE, fmt::format("xattr \"{}\" on \"{}\" is too large: it encodes to {} "
+                                            "characters and an LVM tag holds {}",
+                                            name, path, tag.size(), kMaxTagLength));
+        edit.add.push_back(tag);
+    }
+    drop_no_ops(edit);
     if (edit.add.empty() && edit.del.empty()) return v;
+    // What one file may keep in xattrs is capped, as on ext4; and a change that
+    // grows the VG's metadata needs room in it.
+    std::vector<std::string> after;
+    for (const std::string& t : v->raw_tags)
+        if (std::find(edit.del.begin(), edit.del.end(), t) == edit.del.end()) after.push_back(t);
+    after.insert(after.end(), edit.add.begin(), edit.add.end());
+    if (xattr_bytes(after) > kMaxXattrBytes && xattr_bytes(after) > xattr_bytes(v->raw_tags))
+        return fail(ENOSPC, fmt::format("the xattrs of \"{}\" would take {} bytes of LVM tags, and "
+                                        "a volume keeps at most {}; remove some first",
+                                        path, xattr_bytes(after), kMaxXattrBytes));
+    if (total_size(edit.add) > total_size(edit.del))
+        if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
     if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, v->lv, edit)); !out)
         return tl::unexpected(out.error());
     return find(path);

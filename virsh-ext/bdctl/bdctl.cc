@@ -2,6 +2,8 @@
 // what virsh lacks. A table of {verb, help, setup}; each handler is a thin
 // adapter from parsed options to one core call and one report.
 #include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,9 +30,9 @@ struct Options {
     bool json = false;
     bool long_list = false;
     bool thick = false, full = false, shrink = false, with_snapshots = false;
-    bool force = false, destroy = false, dry_run = false;
+    bool force = false, destroy = false, dry_run = false, threshold_set = false;
     std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
-    std::string metadata_size;
+    std::string metadata_size, owner, mode, format = "raw", when_full;
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -73,6 +75,63 @@ std::string same_export_path(const VolumeSpec& src, const std::string& arg) {
     return must(normalize_path(arg));
 }
 
+// Paths are shown escaped: a name made before bd refused control characters
+// must not steer the terminal.
+std::string shown(const std::string& path) { return printable(path); }
+
+// The caller of this bdctl: root, normally, with the reserve kept for root.
+Actor caller() {
+    Actor a;
+    a.uid = getuid();
+    a.gid = getgid();
+    return a;
+}
+
+// "UID[:GID]" or "USER[:GROUP]", as chown(1) takes them; a bare user brings its group.
+std::pair<uint32_t, std::optional<uint32_t>> parse_owner(const std::string& text) {
+    auto number = [](const std::string& s, uint32_t& out) {
+        char* end = nullptr;
+        unsigned long n = s.empty() ? 0 : strtoul(s.c_str(), &end, 10);
+        if (s.empty() || *end || n > 0xfffffffeul) return false;
+        out = uint32_t(n);
+        return true;
+    };
+    size_t colon = text.find(':');
+    std::string user = text.substr(0, colon);
+    uint32_t uid = 0;
+    std::optional<uint32_t> gid;
+    if (!number(user, uid)) {
+        struct passwd* pw = getpwnam(user.c_str());
+        if (!pw)
+            throw Failure{{EINVAL, fmt::format("unknown user \"{}\" in --owner \"{}\" (give a name "
+                                               "or a number, as for chown)",
+                                               user, text)}};
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    if (colon == std::string::npos) return {uid, gid};
+    std::string group = text.substr(colon + 1);
+    uint32_t g = 0;
+    if (!number(group, g)) {
+        struct group* gr = getgrnam(group.c_str());
+        if (!gr)
+            throw Failure{{EINVAL, fmt::format("unknown group \"{}\" in --owner \"{}\"", group,
+                                               text)}};
+        g = gr->gr_gid;
+    }
+    return {uid, g};
+}
+
+uint32_t parse_mode(const std::string& text) {
+    char* end = nullptr;
+    unsigned long m = strtoul(text.c_str(), &end, 8);
+    if (text.empty() || *end || m > 07777)
+        throw Failure{{EINVAL, fmt::format("invalid --mode \"{}\": give octal permission bits, "
+                                           "e.g. 0600",
+                                           text)}};
+    return uint32_t(m);
+}
+
 std::string alloc_text(const Volume& v) {
     return v.allocated ? format_size(*v.allocated) : "-";
 }
@@ -82,8 +141,9 @@ void print_volume(const Options& o, const Export& ex, const Volume& v, const cha
         std::cout << to_json(v, ex).dump(2) << "\n";
         return;
     }
-    fmt::print("{} {}:/{}  {} {}  ({} allocated)  {}\n", verb, ex.name(), v.path,
-               format_size(v.size), type_name(v.type), alloc_text(v), ex.device(v));
+    fmt::print("{} {}:/{}  {} {}{}  ({} allocated)  {}\n", verb, ex.name(), shown(v.path),
+               format_size(v.size), type_name(v.type), v.format == "raw" ? "" : " " + v.format,
+               alloc_text(v), ex.device(v));
 }
 
 void note_rounding(const Options& o, uint64_t asked, const Volume& v) {
@@ -124,10 +184,13 @@ void do_export_create(const Options& o) {
 
 void print_export(const ExportInfo& i) {
     fmt::print("export {}: VG {}, thin pool {}\n  size {}, allocated {} (data {:.1f}%, metadata "
-               "{:.1f}%), threshold {}%\n  chunk {}, extent {}, VG free {}, {} volumes{}\n",
+               "{:.1f}%), threshold {}%, when full: {}\n  chunk {}, extent {}, VG free {}, "
+               "LVM metadata area {} ({} free), {} volumes{}\n",
                i.name, i.vg, i.thinpool, format_size(i.size), format_size(i.allocated),
-               i.data_percent, i.metadata_percent, i.threshold, format_size(i.chunk_size),
-               format_size(i.extent_size), format_size(i.vg_free), i.volumes,
+               i.data_percent, i.metadata_percent, i.threshold,
+               i.when_full == "error" ? "error (VMs pause)" : i.when_full.empty() ? "?" : i.when_full,
+               format_size(i.chunk_size), format_size(i.extent_size), format_size(i.vg_free),
+               format_size(i.metadata_area), format_size(i.metadata_area_free), i.volumes,
                i.leftovers ? fmt::format(", {} leftovers (run bdctl fsck {})", i.leftovers, i.name)
                            : "");
 }
@@ -157,8 +220,15 @@ void do_export_info(const Options& o) {
 }
 
 void do_export_set(const Options& o) {
+    if (!o.threshold_set && o.when_full.empty())
+        throw Failure{{EINVAL, "export set: give --threshold PCT, --when-full error|queue, or both"}};
+    if (!o.when_full.empty() && o.when_full != "error" && o.when_full != "queue")
+        throw Failure{{EINVAL, fmt::format("invalid --when-full \"{}\": give \"error\" (writes to a "
+                                           "full pool fail at once, VMs pause) or \"queue\"",
+                                           o.when_full)}};
     Export ex = open_export(o.target, Access::kChange);
-    must(ex.set_threshold(o.threshold));
+    if (o.threshold_set) must(ex.set_threshold(o.threshold));
+    if (!o.when_full.empty()) must(ex.set_when_full(o.when_full == "error"));
     do_export_info(o);
 }
 
@@ -173,11 +243,21 @@ void do_export_delete(const Options& o) {
 
 void do_create(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
-    uint64_t size = must(parse_size(o.size));
+    NewVolume nv;
+    nv.path = spec.path;
+    nv.size = must(parse_size(o.size));
+    nv.thick = o.thick;
+    nv.format = o.format;
+    if (!o.owner.empty()) {
+        auto [uid, gid] = parse_owner(o.owner);
+        nv.attrs.uid = uid;
+        nv.attrs.gid = gid;
+    }
+    if (!o.mode.empty()) nv.attrs.mode = parse_mode(o.mode);
     Export ex = open_export(spec.export_name, Access::kChange);
-    Volume v = must(ex.create_volume(spec.path, size, o.thick));
+    Volume v = must(ex.create_volume(nv, caller()));
     print_volume(o, ex, v, "created");
-    note_rounding(o, size, v);
+    note_rounding(o, nv.size, v);
 }
 
 void do_delete(const Options& o) {
@@ -188,7 +268,7 @@ void do_delete(const Options& o) {
         std::cout << json{{"deleted", gone}}.dump(2) << "\n";
         return;
     }
-    for (const std::string& p : gone) fmt::print("deleted {}:/{}\n", ex.name(), p);
+    for (const std::string& p : gone) fmt::print("deleted {}:/{}\n", ex.name(), shown(p));
 }
 
 void do_clone(const Options& o) {
@@ -196,7 +276,7 @@ void do_clone(const Options& o) {
     std::string dst = same_export_path(spec, o.second);
     Export ex = open_export(spec.export_name, Access::kChange);
     Progress progress = o.full ? progress_printer(spec.path) : Progress{};
-    Volume v = must(ex.clone(spec.path, dst, o.full, progress));
+    Volume v = must(ex.clone(spec.path, dst, o.full, progress, caller()));
     print_volume(o, ex, v, o.full ? "copied" : "cloned");
 }
 
@@ -211,27 +291,27 @@ void do_snapshot(const Options& o) {
                                            o.second)}};
     std::string path = must(normalize_path(full_path ? o.second : spec.path + "@" + name));
     Export ex = open_export(spec.export_name, Access::kChange);
-    Volume v = must(ex.snapshot(spec.path, path, name));
+    Volume v = must(ex.snapshot(spec.path, path, name, caller()));
     print_volume(o, ex, v, "snapshot");
 }
 
 void print_table(const Options& o, const Export& ex, const std::vector<Volume>& vols) {
     if (o.long_list)
-        fmt::print("{:<10} {:>5} {:>5} {:>10} {:>10} {:<8} {:<6} {:<40} {}\n", "MODE", "UID",
-                   "GID", "SIZE", "ALLOC", "TYPE", "STATE", "PATH", "LV / ORIGIN");
+        fmt::print("{:<10} {:>5} {:>5} {:>10} {:>10} {:<8} {:<6} {:<6} {:<40} {}\n", "MODE", "UID",
+                   "GID", "SIZE", "ALLOC", "TYPE", "FORMAT", "STATE", "PATH", "LV / ORIGIN");
     else
         fmt::print("{:>10} {:>10} {:<8} {}\n", "SIZE", "ALLOC", "TYPE", "PATH");
     for (const Volume& v : vols) {
-        std::string origin = v.origin_path.empty() ? "" : " <- " + v.origin_path;
+        std::string origin = v.origin_path.empty() ? "" : " <- " + shown(v.origin_path);
         if (!o.long_list) {
             fmt::print("{:>10} {:>10} {:<8} /{}{}\n", format_size(v.size), alloc_text(v),
-                       type_name(v.type), v.path, origin);
+                       type_name(v.type), shown(v.path), origin);
             continue;
         }
         std::string state = v.open ? "open" : v.active ? "active" : "inact";
-        fmt::print("{:<10o} {:>5} {:>5} {:>10} {:>10} {:<8} {:<6} /{:<39} {}{}{}\n", v.mode, v.uid,
-                   v.gid, format_size(v.size), alloc_text(v), type_name(v.type), state, v.path,
-                   v.lv, v.managed ? "" : " (not made by bd)", origin);
+        fmt::print("{:<10o} {:>5} {:>5} {:>10} {:>10} {:<8} {:<6} {:<6} /{:<39} {}{}{}\n", v.mode,
+                   v.uid, v.gid, format_size(v.size), alloc_text(v), type_name(v.type), v.format,
+                   state, shown(v.path), v.lv, v.managed ? "" : " (not made by bd)", origin);
     }
     (void)ex;
 }
@@ -266,7 +346,8 @@ void do_info(const Options& o) {
         return;
     }
     json j = to_json(v, ex);
-    for (auto& [k, val] : j.items()) fmt::print("{:<10} {}\n", k + ":", val.is_string() ? val.get<std::string>() : val.dump());
+    for (auto& [k, val] : j.items())
+        fmt::print("{:<10} {}\n", k + ":", printable(val.is_string() ? val.get<std::string>() : val.dump()));
 }
 
 void do_snapshots(const Options& o) {
@@ -284,8 +365,8 @@ void do_snapshots(const Options& o) {
         char when[32];
         time_t t = v.ctime;
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
-        fmt::print("{:<20} {:>10} {:>10} {:<20} /{}\n", v.snapshot_name, format_size(v.size),
-                   alloc_text(v), when, v.path);
+        fmt::print("{:<20} {:>10} {:>10} {:<20} /{}\n", shown(v.snapshot_name), format_size(v.size),
+                   alloc_text(v), when, shown(v.path));
     }
 }
 
@@ -325,7 +406,7 @@ void do_fsck(const Options& o) {
         std::cout << json{{"export", ex.name()}, {"repaired", arr}, {"clean", clean}}.dump(2) << "\n";
         return;
     }
-    for (const Repair& r : log) fmt::print("{}: {}\n", r.lv, r.action);
+    for (const Repair& r : log) fmt::print("{}: {}\n", r.lv, printable(r.action));
     fmt::print("export \"{}\" is {}\n", ex.name(), clean ? "clean" : "NOT clean (see above)");
 }
 
@@ -337,17 +418,7 @@ void do_activate(const Options& o) {
         std::cout << json{{"activated", done}}.dump(2) << "\n";
         return;
     }
-    for (const std::string& p : done) fmt::print("activated {}:/{}\n", ex.name(), p);
-}
-
-// Reads the image header: QEMU must be told qcow2 explicitly, never by probing.
-std::string image_format(const std::string& device) {
-    char magic[4] = {};
-    FILE* f = fopen(device.c_str(), "rb");
-    if (!f) return "raw";
-    size_t n = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return n == 4 && memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
+    for (const std::string& p : done) fmt::print("activated {}:/{}\n", ex.name(), shown(p));
 }
 
 void print_xml(const Options& o, const std::string& doc) {
@@ -366,8 +437,10 @@ void do_domain_disk(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     Export ex = open_export(spec.export_name);
     Volume v = must(ex.find(spec.path));
+    // The format is the one recorded at creation: what a guest wrote into the
+    // volume is data, and never decides how the host opens it.
     print_xml(o, xml::domain_disk_xml(o.name.empty() ? ex.name() : o.name, v.path, o.dev,
-                                      image_format(ex.device(v))));
+                                      v.format));
 }
 
 // ---- the verb table ---------------------------------------------------------
@@ -390,6 +463,10 @@ std::vector<Verb> verbs() {
              add_target(c, o, "EXPORT:/path");
              c.add_option("size", o.size, "size, e.g. 20G, 512MiB")->required();
              c.add_flag("--thick", o.thick, "a linear LV outside the thin pool");
+             c.add_option("--owner", o.owner, "USER[:GROUP] or UID[:GID] (default: yours)");
+             c.add_option("--mode", o.mode, "permission bits in octal (default 0600)");
+             c.add_option("--format", o.format, "raw (default) or qcow2; recorded, never probed")
+                 ->check(CLI::IsMember({"raw", "qcow2"}));
          },
          do_create},
         {"delete", "delete a volume (refused while open or with snapshots)",
@@ -488,7 +565,10 @@ void add_export_verbs(CLI::App& app, Options& o) {
     i->final_callback([&o] { do_export_info(o); });
     CLI::App* s = ex->add_subcommand("set", "change an export's settings");
     add_target(*s, o, "EXPORT");
-    s->add_option("--threshold", o.threshold, "fill threshold in percent")->required();
+    s->add_option("--threshold", o.threshold, "fill threshold in percent")
+        ->each([&o](const std::string&) { o.threshold_set = true; });
+    s->add_option("--when-full", o.when_full,
+                  "a full pool: \"error\" fails writes at once (VMs pause), \"queue\" holds them");
     s->final_callback([&o] { do_export_set(o); });
     CLI::App* d = ex->add_subcommand("delete", "unexport (keeps data unless --destroy)");
     add_target(*d, o, "EXPORT");
@@ -507,10 +587,13 @@ int report_failure(const Options& o, const Error& e) {
 
 int main_bdctl(int argc, char** argv) {
     Options o;
-    // --json is accepted anywhere on the line, as scripts put it where they like.
+    // --json is accepted anywhere before "--", as scripts put it where they like;
+    // after "--" every word is a name (the libvirt backend puts names there).
     std::vector<std::string> args;
+    bool names = false;
     for (int i = 1; i < argc; ++i) {
-        if (std::string(argv[i]) == "--json")
+        names = names || std::string(argv[i]) == "--";
+        if (!names && std::string(argv[i]) == "--json")
             o.json = true;
         else
             args.push_back(argv[i]);
