@@ -56,6 +56,14 @@ TEST(ParseLvs, RealReport) {
     const LvRecord& thick = by_name(*lvs, "thick");
     EXPECT_EQ(thick.segtype, "linear");
     EXPECT_EQ(*tag_value(thick.tags, "bd.path"), "t hick");
+    // Every row carries its VG: the lock key, the export tag, the metadata room.
+    EXPECT_EQ(pool.when_full, "error");
+    EXPECT_EQ(pool.vg_name, "vg0");
+    EXPECT_EQ(pool.vg_uuid.size(), 38u);
+    EXPECT_EQ(*tag_value(pool.vg_tags, "bd.export"), "bd");
+    EXPECT_EQ(pool.vg_mda_size, 1044480u);
+    EXPECT_TRUE(pool.vg_mda_free > 0 && pool.vg_mda_free < pool.vg_mda_size);
+    for (const LvRecord& lv : *lvs) EXPECT_EQ(lv.vg_uuid, pool.vg_uuid) << lv.name;
 }
 
 TEST(ParseVgs, RealReport) {
