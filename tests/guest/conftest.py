@@ -37,6 +37,20 @@ def sh(*argv, check=True, env=None, input=None):
     return r
 
 
+def lv_name(path):
+    """bd's LV name for a volume path (pool-backend/core/names.cc, lv_name_for_path)."""
+    h = 0xcbf29ce484222325
+    for c in path.encode():
+        h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
+    slug = ""
+    for c in path.encode()[:48]:
+        ch = chr(c)
+        slug += "+" if ch == "/" else ch if (ch.isascii() and (ch.isalnum() or ch in "+.-")) else "-"
+    if not slug or not slug[0].isalnum() or slug.startswith(("snapshot", "pvmove")):
+        slug = "v" + slug
+    return f"{slug}.{h & 0xffffffffffff:012x}"
+
+
 class Bd:
     """One export on its own loop-device VG."""
 

@@ -1,4 +1,5 @@
 """Every bdctl volume verb against real LVM, with its error paths."""
+import json
 import os
 import subprocess
 import time
@@ -238,10 +239,14 @@ def test_pool_xml_and_domain_disk(shared_bd, tmp_path):
     disk = shared_bd.run("domain-disk", shared_bd.spec("/xml/raw.img")).stdout
     assert 'type="raw"' in disk and 'volume="xml/raw.img"' in disk
     assert f'pool="{shared_bd.name}"' in disk
-    shared_bd.create("/xml/q.qcow2", "64M")
-    sh("qemu-img", "create", "-q", "-f", "qcow2", shared_bd.device("/xml/q.qcow2"), "60M")
+    # The format is recorded at creation; bdctl writes the qcow2 header itself.
+    q = shared_bd.create("/xml/q.qcow2", "60M", "--format", "qcow2")
+    assert q["format"] == "qcow2" and q["capacity"] == 60 << 20 and q["size"] > 60 << 20
+    info = json.loads(sh("qemu-img", "info", "--output=json", q["device"]).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] == 60 << 20
     disk = shared_bd.json("domain-disk", shared_bd.spec("/xml/q.qcow2"), "--target", "vdb")["xml"]
-    assert 'type="qcow2"' in disk and 'dev="vdb"' in disk
+    assert 'type="qcow2"' in disk and 'dev="vdb"' in disk and 'error_policy="stop"' in disk
+    assert shared_bd.json("clone", shared_bd.spec("/xml/q.qcow2"), "/xml/q2.qcow2")["format"] == "qcow2"
     shared_bd.run("domain-disk", shared_bd.spec("/xml/none.img"), rc=3)
 
 

@@ -182,10 +182,39 @@ poweroff -f
 """
 
 
-def build_nested_initramfs(dest_dir):
+# An /init that writes a pattern over the disk's first MIB MiB, then prints
+# dd's status and the sha256 of what it wrote (the full-pool test).
+FILL_INIT = """#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin
+exec >/dev/ttyS0 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo BD-E2E-INIT
+for m in {modules}; do insmod "$m" || echo "BD-E2E-INSMOD-FAILED $m"; done
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+yes bdfill | dd of=/dev/vda bs=1M count={mib} iflag=fullblock oflag=direct 2>/dev/null
+echo "BD-E2E-DD $?"
+set -- $(head -c {bytes} /dev/vda | sha256sum)
+echo "BD-E2E-SHA256 $1"
+echo BD-E2E-DONE
+sync
+poweroff -f
+"""
+
+
+def fill_pattern(mib):
+    """What FILL_INIT writes: "bdfill\\n" over `mib` MiB."""
+    return (b"bdfill\n" * ((mib << 20) // 7 + 1))[:mib << 20]
+
+
+def build_nested_initramfs(dest_dir, init=None, **fmt):
     """Writes DEST_DIR/initrd.img (uncompressed cpio: busybox, the virtio
-    modules and an /init that prints /dev/vda's sha256 on ttyS0 and powers off),
-    copies the kernel next to it and returns (kernel, initrd)."""
+    modules and an /init, by default one that prints /dev/vda's sha256 on ttyS0
+    and powers off), copies the kernel next to it and returns (kernel, initrd)."""
     vmlinux, modules_dir = guest_kernel()
     release = os.path.basename(modules_dir.rstrip("/"))
     tree = os.path.dirname(os.path.dirname(os.path.dirname(modules_dir.rstrip("/"))))
@@ -207,7 +236,7 @@ def build_nested_initramfs(dest_dir):
         shutil.copy(ko, os.path.join(root, "mod", name))
         names.append("/mod/" + name)
     with open(os.path.join(root, "init"), "w") as f:
-        f.write(NESTED_INIT.format(modules=" ".join(names)))
+        f.write((init or NESTED_INIT).format(modules=" ".join(names), **fmt))
     os.chmod(os.path.join(root, "init"), 0o755)
     os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
     initrd = os.path.join(dest_dir, "initrd.img")
@@ -242,7 +271,14 @@ def run_nested_guest(qemu, domain, serial_log, size, sha256, timeout=1200):
     return time.monotonic() - t0
 
 
-def domain_xml(name, kernel, initrd, serial_log, pool, volume):
+def domain_xml(name, kernel, initrd, serial_log, pool, volume, disk=None):
+    """A domain booting `kernel` with the bd volume as vda; `disk` replaces the
+    <disk> element (e.g. bdctl domain-disk's)."""
+    disk = disk or f"""<disk type='volume' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
+      <source pool='{pool}' volume='{volume}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>192</memory>
@@ -260,11 +296,7 @@ def domain_xml(name, kernel, initrd, serial_log, pool, volume):
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>{QEMU}</emulator>
-    <disk type='volume' device='disk'>
-      <driver name='qemu' type='raw' cache='none' io='native'/>
-      <source pool='{pool}' volume='{volume}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
+    {disk}
     <serial type='file'>
       <source path='{serial_log}'/>
       <target port='0'/>
