@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -72,16 +73,53 @@ std::string one_line(const std::string& text) {
 }
 
 // Fault injection for the crash tests: BD_FAULT_KILL_AFTER=N sends SIGKILL to
-// this process right after its Nth successful LVM change (reports don't count),
+// this process right after its Nth successful change (reports and lvmconfig don't count),
 // which is exactly what `kill -9` at that point would do.
 void maybe_crash(const Argv& argv) {
-    static int remaining = [] {
+    static std::atomic<int> remaining = [] {
         const char* n = getenv("BD_FAULT_KILL_AFTER");
         return n ? atoi(n) : 0;
     }();
-    if (remaining <= 0 || argv[0] == "lvs" || argv[0] == "vgs") return;
+    if (remaining <= 0 || argv[0] == "lvs" || argv[0] == "vgs" || argv[0] == "lvmconfig") return;
     if (--remaining == 0) raise(SIGKILL);
 }
+
+// The children's environment: ours as it was at the first command, plus
+// LVM_SUPPRESS_FD_WARNINGS (LVM complains about every inherited descriptor
+// unless told this is expected). Built once: setenv() in a process whose
+// other threads read the environment (bdfs) is a data race.
+char* const* child_environment() {
+    static const std::vector<std::string> strings = [] {
+        std::vector<std::string> out;
+        for (char** e = environ; *e; ++e)
+            if (std::string(*e).rfind("LVM_SUPPRESS_FD_WARNINGS=", 0) != 0) out.push_back(*e);
+        out.push_back("LVM_SUPPRESS_FD_WARNINGS=1");
+        return out;
+    }();
+    static const std::vector<char*> pointers = [] {
+        std::vector<char*> out;
+        for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+        out.push_back(nullptr);
+        return out;
+    }();
+    return pointers.data();
+}
+
+// Children start with no signal blocked and default dispositions: libfuse's
+// threads block some, and LVM must not inherit that.
+struct SpawnAttr {
+    posix_spawnattr_t attr;
+    SpawnAttr() {
+        posix_spawnattr_init(&attr);
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    }
+    ~SpawnAttr() { posix_spawnattr_destroy(&attr); }
+};
 
 }  // namespace
 
@@ -110,10 +148,10 @@ Result<CommandOutput> SystemRunner::run(const Argv& argv) {
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    // LVM complains about every inherited descriptor unless told this is expected.
-    setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1);
+    SpawnAttr attr;
     pid_t pid;
-    int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+    int rc = posix_spawnp(&pid, args[0], &actions, &attr.attr, args.data(),
+                          child_environment());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0)
         return fail(rc, fmt::format("cannot run {}: {} (is lvm2 installed?)", argv[0],
