@@ -15,9 +15,11 @@ struct TaskDeleter {
 };
 using Task = std::unique_ptr<dm_task, TaskDeleter>;
 
+void quiet(int, const char*, int, int, const char*, ...) {}
+
 // No udev runs in our test guests; queries need none, so never wait for it.
 Result<Task> run_task(int type, const std::string& name) {
-    dm_udev_set_sync_support(0);
+    dm_prepare();
     Task task(dm_task_create(type));
     if (!task) return fail(ENOMEM, "dm_task_create failed");
     if (!dm_task_set_name(task.get(), name.c_str()))
@@ -36,6 +38,14 @@ std::string doubled(const std::string& s) {
 }
 
 }  // namespace
+
+void dm_prepare() {
+    // libdevmapper prints its own complaints on stderr; bd reports the
+    // failure of each query itself, in its own words.
+    static const bool silenced = (dm_log_with_errno_init(quiet), true);
+    (void)silenced;
+    dm_udev_set_sync_support(0);  // queries need no udev, and none runs in the test guest
+}
 
 std::string dm_name(const std::string& vg, const std::string& lv) {
     return doubled(vg) + "-" + doubled(lv);

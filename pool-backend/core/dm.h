@@ -36,6 +36,9 @@ Result<ThinPoolStatus> dm_thin_pool_status(const std::string& name);
 /// Parses a thin-pool status line; public for unit tests.
 Result<ThinPoolStatus> parse_thin_pool_status(const std::string& params);
 
+/// Sets libdevmapper up for bd's queries (no udev waits, no stderr chatter).
+void dm_prepare();
+
 /// The dm name LVM gives VG/LV: dashes doubled, joined by '-'.
 std::string dm_name(const std::string& vg, const std::string& lv);
 

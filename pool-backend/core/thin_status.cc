@@ -18,7 +18,7 @@ using Task = std::unique_ptr<dm_task, TaskDeleter>;
 // Status of the first target of `name`, with DM_NOFLUSH_FLAG so a thin pool does
 // not commit its metadata to answer.
 Result<std::pair<std::string, std::string>> target_status(const std::string& name) {
-    dm_udev_set_sync_support(0);
+    dm_prepare();
     Task task(dm_task_create(DM_DEVICE_STATUS));
     if (!task) return fail(ENOMEM, "dm_task_create failed");
     if (!dm_task_set_name(task.get(), name.c_str()) || !dm_task_no_flush(task.get()))
