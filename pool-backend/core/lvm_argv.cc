@@ -112,6 +112,15 @@ Argv thin_snapshot_argv(const std::string& vg, const std::string& origin, const 
     return argv;
 }
 
+Argv cow_snapshot_argv(const std::string& vg, const std::string& origin, const std::string& lv,
+                       const std::vector<std::string>& tags) {
+    Argv argv = change({"lvcreate", "--snapshot", "--extents", "100%ORIGIN", "--permission", "r",
+                        "--name", lv});
+    add_tags(argv, tags);
+    add_names(argv, {vg + "/" + origin});
+    return argv;
+}
+
 Argv lvremove_argv(const std::string& vg, const std::string& lv) {
     Argv argv = change({"lvremove", "--yes"});
     add_names(argv, {vg + "/" + lv});
@@ -168,6 +177,12 @@ Argv vgchange_tags_argv(const std::string& vg, const TagEdit& edit) {
 Argv vgremove_argv(const std::string& vg) {
     Argv argv = change({"vgremove", "--yes"});
     add_names(argv, {vg});
+    return argv;
+}
+
+Argv lvmconfig_argv(const std::vector<std::string>& keys) {
+    Argv argv = {"lvmconfig", "--type", "full", "--"};
+    argv.insert(argv.end(), keys.begin(), keys.end());
     return argv;
 }
 

@@ -40,6 +40,9 @@ Argv linear_create_argv(const std::string& vg, const std::string& lv, uint64_t b
 /// Thin snapshot of `origin`, active, read-only or writable.
 Argv thin_snapshot_argv(const std::string& vg, const std::string& origin, const std::string& lv,
                         bool read_only, const std::vector<std::string>& tags);
+/// An LVM (copy-on-write) snapshot of a thick LV, read-only, as big as its origin.
+Argv cow_snapshot_argv(const std::string& vg, const std::string& origin, const std::string& lv,
+                       const std::vector<std::string>& tags);
 /// Removes one LV.
 Argv lvremove_argv(const std::string& vg, const std::string& lv);
 /// Renames one LV inside its VG.
@@ -58,6 +61,8 @@ Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
 Argv vgchange_tags_argv(const std::string& vg, const TagEdit& edit);
 /// Removes a whole VG.
 Argv vgremove_argv(const std::string& vg);
+/// The values LVM uses for these settings ("backup/backup_dir"), defaults included.
+Argv lvmconfig_argv(const std::vector<std::string>& keys);
 /// Writes an empty image of `format` and virtual size `bytes` on a volume's device.
 Argv qemu_img_create_argv(const std::string& device, const std::string& format, uint64_t bytes);
 

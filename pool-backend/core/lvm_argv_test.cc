@@ -64,6 +64,8 @@ TEST(Argv, Volumes) {
     expect_golden("lvresize_grow", lvresize_argv("vg0", "a", 8 << 20, false));
     expect_golden("lvresize_shrink", lvresize_argv("vg0", "a", 4 << 20, true));
     expect_golden("qemu_img_create", qemu_img_create_argv("/dev/vg0/_bd_tmp.1", "qcow2", 1 << 30));
+    expect_golden("cow_snapshot", cow_snapshot_argv("vg0", "thick", "_bd_src.1", {"bd.v=1"}));
+    expect_golden("lvmconfig", lvmconfig_argv({"backup/backup", "backup/backup_dir"}));
 }
 
 // Names chosen by users come after "--", so none is read as an option, and

@@ -122,6 +122,27 @@ Result<std::vector<VgRecord>> parse_vgs(std::string_view text) {
     return out;
 }
 
+// Sample (lvmconfig --type full backup/backup backup/backup_dir):
+//   backup=1
+//   backup_dir="/etc/lvm/backup"
+std::map<std::string, std::string> parse_lvmconfig(std::string_view text) {
+    std::map<std::string, std::string> out;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t nl = text.find('\n', start);
+        std::string_view line = text.substr(start, nl - start);
+        start = nl == std::string_view::npos ? text.size() : nl + 1;
+        size_t eq = line.find('=');
+        if (eq == std::string_view::npos) continue;
+        std::string_view name = line.substr(0, eq), value = line.substr(eq + 1);
+        while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+        if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+            value = value.substr(1, value.size() - 2);
+        out.emplace(std::string(name), std::string(value));
+    }
+    return out;
+}
+
 std::vector<std::string> tag_values(const std::vector<std::string>& tags, std::string_view key) {
     std::vector<std::string> out;
     for (const std::string& tag : tags) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,9 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view json);
 
 /// Parses `vgs --reportformat json` output.
 Result<std::vector<VgRecord>> parse_vgs(std::string_view json);
+
+/// Parses `lvmconfig` output ("name=value" lines; quoted strings unquoted) by name.
+std::map<std::string, std::string> parse_lvmconfig(std::string_view text);
 
 /// Value of the first "key=..." tag (unescaped), if any.
 std::optional<std::string> tag_value(const std::vector<std::string>& tags, std::string_view key);

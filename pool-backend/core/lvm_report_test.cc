@@ -82,6 +82,14 @@ TEST(ParseReports, Garbage) {
     EXPECT_TRUE(parse_lvs(R"({"report":[{"lv":[]}]})")->empty());
 }
 
+TEST(ParseLvmconfig, RealOutput) {
+    // lvm2 2.03.16 in the test guest: lvmconfig --type full backup/backup backup/backup_dir
+    auto c = parse_lvmconfig("backup=1\nbackup_dir=\"/etc/lvm/backup\"\n");
+    EXPECT_EQ(c["backup"], "1");
+    EXPECT_EQ(c["backup_dir"], "/etc/lvm/backup");
+    EXPECT_TRUE(parse_lvmconfig("").empty());
+}
+
 TEST(ThinPoolStatus, RealLine) {
     std::string line = slurp("thin-pool.status");
     // dmsetup prints "start length target params"; libdevmapper hands us params.
