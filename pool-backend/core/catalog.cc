@@ -1,5 +1,7 @@
 #include "catalog.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
 
@@ -74,11 +76,19 @@ Volume make_volume(const LvRecord& lv, const std::string& path, bool managed) {
     return v;
 }
 
-// Rules 1 and 2 of catalog.h: the path this managed LV stands for, if any.
+bool name_taken(const std::set<std::string>& names, const std::string& path) {
+    return names.count(lv_name_for_path(path)) || names.count(path);
+}
+
+// Rules 0, 1 and 2 of catalog.h: the path this managed LV stands for, if any.
 std::optional<std::string> resolve_path(const LvRecord& lv, const std::set<std::string>& names,
                                         bool& canonical) {
     std::vector<std::string> paths = tag_values(lv.tags, tags::kPath);
     std::vector<std::string> staged = tag_values(lv.tags, tags::kTo);
+    canonical = false;
+    if (tag_value(lv.tags, tags::kTxn))
+        for (const std::string& c : staged)
+            if (!name_taken(names, c)) return c;
     canonical = true;
     for (const std::vector<std::string>* claims : {&paths, &staged})
         for (const std::string& c : *claims)
@@ -86,8 +96,30 @@ std::optional<std::string> resolve_path(const LvRecord& lv, const std::set<std::
                 return c;
     canonical = false;
     for (const std::string& c : staged)
-        if (!names.count(lv_name_for_path(c)) && !names.count(c)) return c;
+        if (!name_taken(names, c)) return c;
     return std::nullopt;
+}
+
+// "bd.mvdir=FROM=TO": both halves escaped as keys, so the first raw '=' splits.
+std::vector<DirMove> moves_of(const LvRecord& pool) {
+    std::vector<DirMove> out;
+    const std::string prefix = std::string(tags::kDirMove) + "=";
+    for (const std::string& tag : pool.tags) {
+        if (tag.rfind(prefix, 0) != 0) continue;
+        size_t eq = tag.find('=', prefix.size());
+        if (eq == std::string::npos) continue;
+        Result<std::string> from = tag_unescape(tag.substr(prefix.size(), eq - prefix.size()));
+        Result<std::string> to = tag_unescape(tag.substr(eq + 1));
+        if (from && to && !from->empty()) out.push_back({*from, *to});
+    }
+    return out;
+}
+
+// Rule 6: where a committed directory move shows a path.
+std::string moved(const std::vector<DirMove>& moves, std::string path) {
+    for (const DirMove& m : moves)
+        if (is_within(path, m.from)) path = reparent(path, m.from, m.to);
+    return path;
 }
 
 bool is_pool_internal(const LvRecord& lv, const std::string& thinpool) {
@@ -104,7 +136,10 @@ Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinp
     for (const LvRecord& lv : lvs) {
         names.insert(lv.name);
         cat.lv_names.push_back(lv.name);
-        if (lv.name == thinpool) cat.pool = lv;
+        if (lv.name == thinpool) {
+            cat.pool = lv;
+            cat.moves = moves_of(lv);
+        }
         if (starts_with(lv.name, kDelPrefix))
             deleting_ids.insert(tag_value(lv.tags, tags::kId).value_or(lv.uuid));
     }
@@ -129,6 +164,10 @@ Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinp
         }
         bool canonical = true;
         std::optional<std::string> path = resolve_path(lv, names, canonical);
+        if (path && moved(cat.moves, *path) != *path) {
+            path = moved(cat.moves, *path);
+            canonical = false;  // until renamed to where the move shows it
+        }
         std::optional<std::string> snapof = tag_value(lv.tags, tags::kSnapOf);
         if (!path || (snapof && deleting_ids.count(*snapof))) {
             cat.leftovers.push_back({lv, path ? "snapshot of a volume being deleted"
@@ -139,7 +178,20 @@ Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinp
         v.canonical = canonical && !tag_value(lv.tags, tags::kTxn) &&
                       tag_values(lv.tags, tags::kPath).size() == 1 &&
                       tag_values(lv.tags, tags::kTo).empty();
-        by_path.insert_or_assign(*path, std::move(v));
+        auto it = by_path.find(*path);
+        if (it == by_path.end() || !it->second.managed) {
+            by_path.insert_or_assign(*path, std::move(v));
+            continue;
+        }
+        // Rule 7: keep the name holder (or the first) in view; freeze both.
+        Volume& shown = it->second;
+        std::string name = lv_name_for_path(*path);
+        if (v.lv == name && shown.lv != name) std::swap(shown, v);
+        shown.conflict = true;
+        shown.canonical = false;
+        cat.leftovers.push_back(
+            {*std::find_if(lvs.begin(), lvs.end(), [&](const LvRecord& r) { return r.name == v.lv; }),
+             fmt::format("claims \"{}\" as LV \"{}\" does", *path, shown.lv), true});
     }
     for (auto& [path, v] : by_path) cat.volumes.push_back(std::move(v));
     for (Volume& v : cat.volumes)
@@ -152,6 +204,17 @@ const Volume* Catalog::find(const std::string& path) const {
     auto it = std::lower_bound(volumes.begin(), volumes.end(), path,
                                [](const Volume& v, const std::string& p) { return v.path < p; });
     return it != volumes.end() && it->path == path ? &*it : nullptr;
+}
+
+Result<std::string> dir_move_tag(const DirMove& move) {
+    std::string tag = std::string(tags::kDirMove) + "=" + tag_escape_key(move.from) + "=" +
+                      tag_escape_key(move.to);
+    if (tag.size() > kMaxTagLength)
+        return fail(ENAMETOOLONG, fmt::format("cannot move directory \"{}\" to \"{}\" in one step: "
+                                              "the two paths encode to {} characters and an LVM "
+                                              "tag holds {}",
+                                              move.from, move.to, tag.size(), kMaxTagLength));
+    return tag;
 }
 
 const Volume* Catalog::find_alias(const std::string& path) const {

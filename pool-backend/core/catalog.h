@@ -3,6 +3,9 @@
 // This is where crash safety is decided: every multi-step operation is built
 // so that, at each step, this pure function shows either the old or the new
 // state. Rules (docs/ARCHITECTURE.md, "Crash safety"):
+//  0. A managed LV of a transaction (tag bd.txn) with bd.to=c is volume c once
+//     no LV has c's name: replace, clone-into and rollback commit by freeing
+//     the name of the volume they replace.
 //  1. A managed LV (tag bd.v=1) whose name is lv_name_for_path(c) for one of
 //     its claims c (tags bd.path=c or bd.to=c) is volume c. So is one whose
 //     name is c itself: a foreign LV adopted in place keeps its LV name.
@@ -11,6 +14,13 @@
 //  3. A snapshot whose origin id belongs to an LV being deleted is hidden.
 //  4. A thin LV in the pool without bd.v is a foreign volume named by its LV name.
 //  5. Any other managed LV is a leftover, for `bdctl fsck`.
+//  6. A committed directory move (tag bd.mvdir=FROM=TO on the thin pool LV)
+//     shows every volume whose path lies within FROM within TO, until each is
+//     renamed there and the tag goes.
+//  7. Two managed LVs that resolve to one path (bd never makes that; a hand
+//     lvremove or lvrename between steps can): the one named for the path,
+//     else the first `lvs` reports, is shown, and both are marked `conflict`.
+//     Changes to the path and fsck leave them alone until a person decides.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +49,7 @@ inline constexpr const char* kMtime = "bd.mtime";
 inline constexpr const char* kXattr = "bd.x";        ///< "bd.x=NAME=VALUE", both escaped
 inline constexpr const char* kFormat = "bd.fmt";     ///< image format; absent: raw
 inline constexpr const char* kVirtualSize = "bd.vsize";  ///< a qcow2 volume's virtual size
+inline constexpr const char* kDirMove = "bd.mvdir";  ///< on the pool LV: "FROM=TO", both escaped
 }  // namespace tags
 
 /// Owner and mode of a volume that has none recorded: root's, private.
@@ -48,6 +59,13 @@ inline constexpr uint32_t kDefaultMode = 0600;
 inline constexpr const char* kTmpPrefix = "_bd_tmp.";
 inline constexpr const char* kOldPrefix = "_bd_old.";
 inline constexpr const char* kDelPrefix = "_bd_del.";
+inline constexpr const char* kSrcPrefix = "_bd_src.";  ///< a full copy's frozen source
+
+/// An LV a committed change hid (a replaced or deleted volume, waiting for its
+/// last close or its snapshots to go): it claims no path any more.
+inline bool is_hidden(const std::string& lv) {
+    return lv.rfind(kOldPrefix, 0) == 0 || lv.rfind(kDelPrefix, 0) == 0;
+}
 
 enum class VolumeType { kThin, kThick, kSnapshot };
 
@@ -67,6 +85,7 @@ struct Volume {
     bool open = false;
     bool managed = false;
     bool canonical = true;  ///< false while an interrupted operation is unfinished
+    bool conflict = false;  ///< another LV claims this path too (rule 7): hands off
     uint32_t uid = 0, gid = 0, mode = kDefaultMode;
     std::string format = "raw";  ///< recorded at creation; never read from the data
     uint64_t capacity = 0;       ///< what the guest sees: size, or a qcow2's virtual size
@@ -76,10 +95,19 @@ struct Volume {
     std::vector<std::string> raw_tags;  ///< the LV's tags as LVM holds them
 };
 
+/// A committed, unfinished directory move (rule 6).
+struct DirMove {
+    std::string from, to;
+};
+
+/// The bd.mvdir tag of a move (ENAMETOOLONG if both paths do not fit one tag).
+Result<std::string> dir_move_tag(const DirMove& move);
+
 /// A bd LV that is not a volume: the residue of an interrupted operation.
 struct Leftover {
     LvRecord lv;
     std::string reason;
+    bool conflict = false;  ///< it claims a volume's path (rule 7): never removed
 };
 
 /// Everything one `lvs` says about an export.
@@ -87,6 +115,7 @@ struct Catalog {
     std::vector<Volume> volumes;  ///< sorted by path
     std::vector<Leftover> leftovers;
     std::optional<LvRecord> pool;  ///< the thin pool's own row
+    std::vector<DirMove> moves;    ///< committed directory moves still being finished
 
     /// The volume at `path`, if any.
     const Volume* find(const std::string& path) const;

@@ -161,6 +161,65 @@ TEST(Catalog, XattrsAndOwner) {
     EXPECT_EQ(v->xattrs.at("user.k=x"), "v w");
 }
 
+TEST(Catalog, ReplaceEveryStepShowsOldOrNew) {
+    // mv -f src dst: src stages dst and the transaction; dst's LV giving up
+    // its name is the commit (removed, or hidden as _bd_old.T while open).
+    LvRecord src = vol("src", "S", {"bd.to=dst", "bd.txn=t1"});
+    LvRecord dst = vol("dst", "D");
+    EXPECT_EQ(paths(build_catalog({pool(), src, dst}, "pool")), (Paths{"dst", "src*"}));
+    dst.name = "_bd_old.t1";  // commit (or: dst removed)
+    Catalog c = build_catalog({pool(), src, dst}, "pool");
+    EXPECT_EQ(paths(c), (Paths{"dst*"}));
+    EXPECT_EQ(c.find("dst")->id, "S");
+    EXPECT_EQ(c.leftovers.size(), 1u);
+    EXPECT_EQ(paths(build_catalog({pool(), src}, "pool")), (Paths{"dst*"}));
+    src.name = lv_name_for_path("dst");  // tidy: canonical name, then tags
+    EXPECT_EQ(paths(build_catalog({pool(), src}, "pool")), (Paths{"dst*"}));
+    // Without a transaction, a staged claim never beats the LV's own name.
+    LvRecord plain = vol("a", "A", {"bd.to=b"});
+    EXPECT_EQ(paths(build_catalog({pool(), plain}, "pool")), (Paths{"a*"}));
+}
+
+TEST(Catalog, CloneIntoCommitsByFreeingTheName) {
+    LvRecord dst = vol("f", "F");
+    LvRecord tmp = thin("_bd_tmp.t2", {"bd.v=1", "bd.to=f", "bd.id=F", "bd.txn=t2"});
+    Catalog before = build_catalog({pool(), dst, tmp}, "pool");
+    EXPECT_EQ(paths(before), (Paths{"f"}));
+    EXPECT_EQ(before.find("f")->lv, dst.name);
+    Catalog after = build_catalog({pool(), tmp}, "pool");
+    EXPECT_EQ(paths(after), (Paths{"f*"}));
+    EXPECT_EQ(after.find("f")->lv, "_bd_tmp.t2");
+}
+
+TEST(Catalog, ACommittedDirectoryMoveShowsEveryVolumeAtItsNewPath) {
+    LvRecord p = pool();
+    p.tags = {*dir_move_tag({"a/b", "c"})};
+    LvRecord moved_one = vol("c/x", "X");                       // renamed already
+    LvRecord staged = vol("a/b/y", "Y", {"bd.to=c/y"});        // being renamed
+    LvRecord waiting = vol("a/b/d/z", "Z");                     // not yet
+    LvRecord outside = vol("a/bb", "O");                         // not in the move
+    Catalog c = build_catalog({p, moved_one, staged, waiting, outside}, "pool");
+    EXPECT_EQ(paths(c), (Paths{"a/bb", "c/d/z*", "c/x", "c/y*"}));  // * until renamed
+    ASSERT_EQ(c.moves.size(), 1u);
+    EXPECT_EQ(c.moves[0].from, "a/b");
+    staged.name = lv_name_for_path("c/y");                      // its rename committed
+    EXPECT_EQ(paths(build_catalog({p, staged}, "pool")), (Paths{"c/y*"}));
+    EXPECT_EQ(dir_move_tag({std::string(600, 'x'), std::string(600, 'y')}).error().code,
+              ENAMETOOLONG);
+}
+
+TEST(Catalog, TwoClaimsOnOnePathFreezeBoth) {
+    // Two staged transactions whose target someone removed by hand: neither wins.
+    LvRecord t1 = thin("_bd_tmp.t1", {"bd.v=1", "bd.to=c", "bd.id=C", "bd.txn=t1"});
+    LvRecord t2 = thin("_bd_tmp.t2", {"bd.v=1", "bd.to=c", "bd.id=C", "bd.txn=t2"});
+    Catalog c = build_catalog({pool(), t1, t2}, "pool");
+    EXPECT_EQ(paths(c), (Paths{"c*"}));
+    EXPECT_TRUE(c.find("c")->conflict);
+    ASSERT_EQ(c.leftovers.size(), 1u);
+    EXPECT_TRUE(c.leftovers[0].conflict);
+    EXPECT_NE(c.leftovers[0].lv.name, c.find("c")->lv);
+}
+
 TEST(Catalog, UnownedVolumesAreRootsAndPrivate) {
     Catalog c = build_catalog({pool(), vol("old", "1"), thin("foreign", {})}, "pool");
     for (const char* p : {"old", "foreign"}) {

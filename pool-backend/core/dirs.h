@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "catalog.h"
+#include "names.h"
 
 namespace bd {
 
@@ -55,11 +56,5 @@ bool is_directory(const Catalog& cat, const std::string& path);
 
 /// True if `dir` holds no volume and no explicit directory.
 bool directory_empty(const Catalog& cat, const std::string& dir);
-
-/// `path` with its leading `from` directory replaced by `to` ("a/b/c", "a", "x" -> "x/b/c").
-std::string reparent(const std::string& path, const std::string& from, const std::string& to);
-
-/// True if `path` is `dir` itself or lies below it.
-bool is_within(const std::string& path, const std::string& dir);
 
 }  // namespace bd

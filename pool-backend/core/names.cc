@@ -178,4 +178,17 @@ std::string base_name(std::string_view path) {
     return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
+bool is_within(const std::string& path, const std::string& dir) {
+    if (dir.empty()) return true;
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                           path[dir.size()] == '/');
+}
+
+std::string reparent(const std::string& path, const std::string& from, const std::string& to) {
+    if (!is_within(path, from)) return path;
+    std::string rest = path.substr(from.size());
+    if (to.empty() && !rest.empty() && rest[0] == '/') rest.erase(0, 1);
+    return to + rest;
+}
+
 }  // namespace bd

@@ -61,4 +61,10 @@ std::string parent_dir(std::string_view path);
 /// Last component of a normalized path.
 std::string base_name(std::string_view path);
 
+/// True if `path` is `dir` itself or lies below it ("" holds everything).
+bool is_within(const std::string& path, const std::string& dir);
+
+/// `path` with its leading `from` directory replaced by `to` ("a/b/c", "a", "x" -> "x/b/c").
+std::string reparent(const std::string& path, const std::string& from, const std::string& to);
+
 }  // namespace bd
