@@ -9,20 +9,13 @@
 #include <cstring>
 #include <memory>
 
-#include "export.h"
+#include "copy.h"
 
 namespace bd {
 
 namespace {
 
 constexpr size_t kCopyBlock = 1 << 20;
-
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) close(fd);
-    }
-};
 
 bool all_zero(const char* p, size_t n) {
     static const char kZero[4096] = {};
@@ -55,32 +48,32 @@ Result<void> pwrite_full(int fd, const char* buf, size_t n, off_t off, const std
 
 }  // namespace
 
-Result<void> Export::copy_data(const Volume& src, const std::string& dst_lv, const Progress& progress) {
-    if (!src.active)
-        return fail(EINVAL, fmt::format("volume \"{}\" is not active; activate it first "
-                                        "(lvchange -ay {}/{})",
-                                        src.path, vg_, src.lv));
-    std::string in_dev = device(src), out_dev = "/dev/" + vg_ + "/" + dst_lv;
-    Fd in{::open(in_dev.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC)};
-    if (in.fd < 0) return fail(errno, fmt::format("open({}): {}", in_dev, strerror(errno)));
-    Fd out{::open(out_dev.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC)};
-    if (out.fd < 0) return fail(errno, fmt::format("open({}): {}", out_dev, strerror(errno)));
+Result<Fd> open_device(const std::string& dev, int flags) {
+    Fd fd(::open(dev.c_str(), flags | O_DIRECT | O_CLOEXEC));
+    if (!fd && errno == EINVAL) fd.reset(::open(dev.c_str(), flags | O_CLOEXEC));  // no O_DIRECT here
+    if (!fd) return fail(errno, fmt::format("open({}): {}", dev, strerror(errno)));
+    return fd;
+}
+
+Result<void> copy_data(const Fd& in, const std::string& in_dev, const Fd& out,
+                       const std::string& out_dev, uint64_t size, const Progress& progress) {
     void* raw = nullptr;
     if (posix_memalign(&raw, 4096, kCopyBlock) != 0) return fail(ENOMEM, "out of memory");
     std::unique_ptr<char, decltype(&free)> buf(static_cast<char*>(raw), &free);
     auto last = std::chrono::steady_clock::now();
-    for (uint64_t off = 0; off < src.size; off += kCopyBlock) {
-        size_t n = size_t(std::min<uint64_t>(kCopyBlock, src.size - off));
-        if (auto r = pread_full(in.fd, buf.get(), n, off_t(off), in_dev); !r) return r;
+    for (uint64_t off = 0; off < size; off += kCopyBlock) {
+        size_t n = size_t(std::min<uint64_t>(kCopyBlock, size - off));
+        if (auto r = pread_full(in.get(), buf.get(), n, off_t(off), in_dev); !r) return r;
         if (!all_zero(buf.get(), n))
-            if (auto r = pwrite_full(out.fd, buf.get(), n, off_t(off), out_dev); !r) return r;
+            if (auto r = pwrite_full(out.get(), buf.get(), n, off_t(off), out_dev); !r) return r;
         auto now = std::chrono::steady_clock::now();
-        if (progress && (now - last > std::chrono::milliseconds(500) || off + n == src.size)) {
-            progress(off + n, src.size);
+        if (progress && (now - last > std::chrono::milliseconds(500) || off + n == size)) {
+            progress(off + n, size);
             last = now;
         }
     }
-    if (fsync(out.fd) < 0) return fail(errno, fmt::format("fsync({}): {}", out_dev, strerror(errno)));
+    if (fsync(out.get()) < 0)
+        return fail(errno, fmt::format("fsync({}): {}", out_dev, strerror(errno)));
     return {};
 }
 

@@ -125,10 +125,12 @@ Result<void> Export::remove_dir(const std::string& path) {
     return {};
 }
 
-// Not atomic as a whole: the new directory tags are added first, then each
-// volume is renamed (each rename is crash-safe), then the old tags go. An
-// interruption leaves both directories, each holding some volumes; running the
-// same rename again finishes it.
+// One commit: a single lvchange on the thin pool LV moves the directory tags
+// (explicit directories, owners and modes) and records the move (bd.mvdir),
+// from which moment catalog rule 6 shows every volume below `src` below `dst`.
+// The volumes are then renamed there one by one, each under a short lock so
+// that other changes go on, and the record goes when none is left; a crash
+// anywhere leaves the new state, which `bdctl fsck` finishes.
 Result<void> Export::rename_dir(const std::string& src, const std::string& dst, const Actor& who) {
     Result<std::string> from = normalize_path(src), to = normalize_path(dst);
     if (!from) return tl::unexpected(from.error());
@@ -137,71 +139,119 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst, 
     if (is_within(*to, *from))
         return fail(EINVAL,
                     fmt::format("cannot move directory \"{}\" into itself (\"{}\")", *from, *to));
-    std::vector<std::string> volumes;
     {
         Result<ExportLock> lock = lock_for_change();
         if (!lock) return tl::unexpected(lock.error());
         Result<Catalog> cat = scan();
         if (!cat) return tl::unexpected(cat.error());
-        if (!is_directory(*cat, *from) || cat->find(*from))
-            return fail(ENOENT,
-                        fmt::format("directory \"{}\" not found in export \"{}\"", *from, name_));
-        if (cat->find(*to))
-            return fail(ENOTDIR,
-                        fmt::format("cannot move directory \"{}\" over volume \"{}\"", *from, *to));
-        if (is_directory(*cat, *to) && !directory_empty(*cat, *to))
-            return fail(ENOTEMPTY,
-                        fmt::format("directory \"{}\" in export \"{}\" is not empty", *to, name_));
-        if (!is_directory(*cat, *to)) {
-            if (Result<void> ok = check_parent(*cat, *to, name_); !ok) return ok;
-            if (Result<void> ok = check_not_alias(*cat, *to); !ok) return ok;
-        }
-        if (Result<void> ok = check_metadata_room(*cat, who); !ok) return ok;
-        TagEdit edit;
-        for (const std::string& d : explicit_dirs(*cat)) {
-            if (!is_within(d, *from)) continue;
-            Result<std::string> tag = make_tag(tags::kDir, reparent(d, *from, *to));
-            if (!tag) return tl::unexpected(tag.error());
-            edit.add.push_back(*tag);
-        }
-        if (edit.add.empty()) edit.add.push_back(*make_tag(tags::kDir, *to));
-        // Owners and modes move along; an empty target's own are replaced, as
-        // POSIX replaces the target directory.
-        edit.del = dir_attrs_tags_of(*cat, *to, true);
-        for (const auto& [path, a] : dir_attrs(*cat)) {
-            if (!is_within(path, *from)) continue;
-            Result<std::string> tag = dir_attrs_tag(reparent(path, *from, *to), a);
-            if (!tag) return tl::unexpected(tag.error());
-            edit.add.push_back(*tag);
-        }
-        for (const Volume& v : cat->volumes)
-            if (is_within(v.path, *from)) volumes.push_back(v.path);
-        for (const std::string& t : edit.add)  // kept as it is, not deleted and re-added
-            edit.del.erase(std::remove(edit.del.begin(), edit.del.end(), t), edit.del.end());
-        for (const std::string& t : cat->pool->tags)
-            for (auto it = edit.add.begin(); it != edit.add.end();)
-                it = *it == t ? edit.add.erase(it) : it + 1;
-        if (!edit.add.empty() || !edit.del.empty())
-            if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, edit)); !out)
+        if (Result<void> ok = check_dir_move(*cat, *from, *to, who); !ok) return ok;
+        Result<TagEdit> edit = dir_move_edit(*cat, *from, *to);
+        if (!edit) return tl::unexpected(edit.error());
+        if (!edit->add.empty() || !edit->del.empty())
+            if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, *edit)); !out)
                 return tl::unexpected(classify(out.error()));
     }
-    for (const std::string& v : volumes)
-        if (Result<Volume> moved = rename(v, reparent(v, *from, *to), who); !moved)
-            return tl::unexpected(moved.error());
-    Result<ExportLock> lock = lock_for_change();
-    if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
-    if (!cat) return tl::unexpected(cat.error());
-    TagEdit drop;
-    for (const std::string& t : cat->pool->tags) {
-        std::optional<std::string> d = tag_value({t}, tags::kDir);
-        if (d && is_within(*d, *from)) drop.del.push_back(t);
-    }
-    for (const std::string& t : dir_attrs_tags_of(*cat, *from, true)) drop.del.push_back(t);
-    if (drop.del.empty()) return {};
-    if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, drop)); !out)
-        return tl::unexpected(classify(out.error()));
+    // Committed: what is left is tidying, which fsck (and any change to a
+    // moved volume) also does, so a failure here is a warning.
+    if (Result<void> r = finish_moves(); !r && warn_)
+        warn_(fmt::format("directory \"{}\" is moved to \"{}\", but renaming its volumes there "
+                          "failed ({}); run `bdctl fsck {}`",
+                          *from, *to, r.error().message, name_));
     return {};
+}
+
+Result<void> Export::check_dir_move(const Catalog& cat, const std::string& from,
+                                    const std::string& to, const Actor& who) {
+    if (!is_directory(cat, from) || cat.find(from))
+        return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", from, name_));
+    if (cat.find(to))
+        return fail(ENOTDIR, fmt::format("cannot move directory \"{}\" over volume \"{}\"", from, to));
+    if (is_directory(cat, to) && !directory_empty(cat, to))
+        return fail(ENOTEMPTY, fmt::format("directory \"{}\" in export \"{}\" is not empty", to, name_));
+    if (!is_directory(cat, to)) {
+        if (Result<void> ok = check_parent(cat, to, name_); !ok) return ok;
+        if (Result<void> ok = check_not_alias(cat, to); !ok) return ok;
+    }
+    for (const DirMove& m : cat.moves)
+        if (is_within(from, m.from) || is_within(m.from, from) || is_within(to, m.from) ||
+            is_within(m.to, from))
+            return fail(EBUSY, fmt::format("directory \"{}\" of export \"{}\" is being moved to "
+                                           "\"{}\"; retry when that finishes (bdctl fsck {} "
+                                           "finishes it if it was interrupted)",
+                                           m.from, name_, m.to, name_));
+    for (const Volume& v : cat.volumes)
+        if (is_within(v.path, from) && !v.canonical)
+            return fail(EUCLEAN, fmt::format("volume \"{}\" in export \"{}\" has unfinished work "
+                                             "from an interrupted operation; run `bdctl fsck {}` "
+                                             "first",
+                                             v.path, name_, name_));
+    // Nothing else may be on its way into the directory (a staged change, a copy).
+    if (Result<void> ok = check_unclaimed(cat, from, "", true); !ok) return ok;
+    return check_metadata_room(cat, who);
+}
+
+// The one lvchange of a directory move: explicit directories, owners and
+// modes below `from` go below `to` (an empty target's own are replaced, as
+// POSIX replaces the target directory), and the record of the move.
+Result<TagEdit> Export::dir_move_edit(const Catalog& cat, const std::string& from,
+                                      const std::string& to) {
+    TagEdit edit;
+    for (const std::string& t : cat.pool->tags) {
+        std::optional<std::string> d = tag_value({t}, tags::kDir);
+        if (!d || !is_within(*d, from)) continue;
+        edit.del.push_back(t);
+        Result<std::string> tag = make_tag(tags::kDir, reparent(*d, from, to));
+        if (!tag) return tl::unexpected(tag.error());
+        edit.add.push_back(*tag);
+    }
+    if (edit.add.empty()) edit.add.push_back(*make_tag(tags::kDir, to));
+    for (const std::string& t : dir_attrs_tags_of(cat, to, true)) edit.del.push_back(t);
+    for (const std::string& t : dir_attrs_tags_of(cat, from, true)) edit.del.push_back(t);
+    for (const auto& [path, a] : dir_attrs(cat)) {
+        if (!is_within(path, from)) continue;
+        Result<std::string> tag = dir_attrs_tag(reparent(path, from, to), a);
+        if (!tag) return tl::unexpected(tag.error());
+        edit.add.push_back(*tag);
+    }
+    bool volumes = false;
+    for (const Volume& v : cat.volumes) volumes = volumes || is_within(v.path, from);
+    if (volumes) {
+        Result<std::string> record = dir_move_tag({from, to});
+        if (!record) return tl::unexpected(record.error());
+        edit.add.push_back(*record);
+    }
+    // LVM refuses to add a tag it also deletes, or one already there.
+    for (const std::string& t : edit.add)
+        edit.del.erase(std::remove(edit.del.begin(), edit.del.end(), t), edit.del.end());
+    for (const std::string& t : cat.pool->tags)
+        edit.add.erase(std::remove(edit.add.begin(), edit.add.end(), t), edit.add.end());
+    return edit;
+}
+
+// Renames, one per short lock, every volume a committed move shows elsewhere
+// than its LV claims, then drops the records of the finished moves.
+Result<void> Export::finish_moves() {
+    for (;;) {
+        Result<ExportLock> lock = lock_for_change();
+        if (!lock) return tl::unexpected(lock.error());
+        Result<Catalog> cat = scan();
+        if (!cat) return tl::unexpected(cat.error());
+        if (cat->moves.empty()) return {};
+        const Volume* next = nullptr;
+        for (const Volume& v : cat->volumes)
+            for (const DirMove& m : cat->moves)
+                for (const std::string& c : tag_values(v.raw_tags, tags::kPath))
+                    if (!next && is_within(c, m.from)) next = &v;
+        if (next) {
+            if (Result<void> ok = canonicalize(*next, *cat, nullptr); !ok) return ok;
+            continue;
+        }
+        TagEdit done;
+        for (const DirMove& m : cat->moves) done.del.push_back(*dir_move_tag(m));
+        if (Result<CommandOutput> out = run(lvchange_tags_argv(vg_, thinpool_, done)); !out)
+            return tl::unexpected(classify(out.error()));
+        return {};
+    }
 }
 
 }  // namespace bd

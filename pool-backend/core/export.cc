@@ -102,6 +102,14 @@ Result<void> make_pool(Runner& runner, const ExportSpec& spec, const VgRecord* k
 
 }  // namespace
 
+Result<std::string> lvm_backup_dir(Runner& runner) {
+    Result<CommandOutput> out = runner.run(lvmconfig_argv({"backup/backup", "backup/backup_dir"}));
+    if (!out) return tl::unexpected(out.error());
+    std::map<std::string, std::string> config = parse_lvmconfig(out->out);
+    if (config["backup"] != "1") return std::string();
+    return config["backup_dir"];
+}
+
 std::string random_id(size_t hex_chars) {
     std::random_device rd;
     std::string out;

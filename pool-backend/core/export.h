@@ -12,6 +12,7 @@
 
 #include "access.h"
 #include "catalog.h"
+#include "copy.h"
 #include "dirs.h"
 #include "error.h"
 #include "lock.h"
@@ -43,9 +44,6 @@ struct ExportSpec {
     uint64_t metadata_size = 0;    ///< thin pool metadata; 0: pool_plan.h's default
 };
 
-/// Progress of a long operation: bytes done of total.
-using Progress = std::function<void(uint64_t done, uint64_t total)>;
-
 /// Owner, mode, times and xattrs a front may set (unset fields stay).
 struct Attrs {
     std::optional<uint32_t> uid, gid, mode;
@@ -65,6 +63,23 @@ struct NewVolume {
     bool thick = false;          ///< a linear LV outside the thin pool
     std::string format = "raw";  ///< "raw" or "qcow2" (qemu-img writes its header)
     Attrs attrs;                 ///< unset owner: the actor; unset mode: 0600
+};
+
+/// An existing volume an operation names: its path and, from a front that
+/// found it before (bdfs, by inode), the id it saw there. When the path now
+/// holds another volume, the operation fails with ESTALE instead of acting on
+/// the wrong one (a `bdctl rename a b; bdctl create a` in between).
+struct VolumeRef {
+    VolumeRef(const char* p) : path(p) {}
+    VolumeRef(std::string p, std::string i = "") : path(std::move(p)), id(std::move(i)) {}
+    std::string path, id;
+};
+
+/// A volume that took another's place (replace, clone_into), and the LV of the
+/// data it replaced when the caller still held that open: hidden until reap().
+struct Placed {
+    Volume volume;
+    std::string hidden_lv;  ///< "" when the replaced LV was removed at once
 };
 
 /// One fsck action, done or (dry run) proposed.
@@ -113,27 +128,49 @@ public:
     /// Writable copy: instant thin snapshot, or thin-aware full copy if `full`.
     /// The actor must be able to read `src`; a clone made by root keeps the
     /// origin's owner, one made by a user is theirs (with the origin's mode).
-    Result<Volume> clone(const std::string& src, const std::string& dst, bool full,
+    Result<Volume> clone(const VolumeRef& src, const std::string& dst, bool full,
                          const Progress& progress = {}, const Actor& who = Actor::root());
     /// Read-only thin snapshot named `snap_name` at `snap_path`, linked to its
     /// origin; names are unique per origin. Owner as for clone().
-    Result<Volume> snapshot(const std::string& src, const std::string& snap_path,
+    Result<Volume> snapshot(const VolumeRef& src, const std::string& snap_path,
                             const std::string& snap_name, const Actor& who = Actor::root());
     /// Snapshots linked to the volume at `path`.
     Result<std::vector<Volume>> snapshots(const std::string& path);
     /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
-    Result<Volume> rollback(const std::string& path, const std::string& snap);
+    /// Refused while anyone holds the volume open (LVM refuses the commit).
+    Result<Volume> rollback(const VolumeRef& path, const std::string& snap);
     /// New size; smaller only with `shrink`.
-    Result<Volume> resize(const std::string& path, uint64_t size, bool shrink,
+    Result<Volume> resize(const VolumeRef& path, uint64_t size, bool shrink,
                           const Actor& who = Actor::root());
     /// Moves a volume to a new path in this export.
-    Result<Volume> rename(const std::string& src, const std::string& dst,
+    Result<Volume> rename(const VolumeRef& src, const std::string& dst,
                           const Actor& who = Actor::root());
     /// Deletes a volume (refused while open, or with snapshots unless asked).
-    Result<std::vector<std::string>> remove_volume(const std::string& path, bool with_snapshots);
+    Result<std::vector<std::string>> remove_volume(const VolumeRef& path, bool with_snapshots);
+    /// Moves `src` over the existing volume `dst`, which goes (POSIX rename):
+    /// one commit. `held`: opens of dst's device the caller itself holds (bdfs);
+    /// then dst's data is hidden until reap(), else it is removed at once and
+    /// the move is refused while anyone holds dst open.
+    Result<Placed> replace(const VolumeRef& src, const VolumeRef& dst, const Actor& who,
+                           int held = 0);
+    /// Makes `dst` a copy-on-write clone of `src`'s data (cp onto an existing
+    /// file): dst keeps its id, owner, mode and xattrs. One commit; `held` as
+    /// for replace. EOPNOTSUPP for a thick source (copy the data instead).
+    Result<Placed> clone_into(const VolumeRef& src, const VolumeRef& dst, const Actor& who,
+                              int held = 0);
+    /// Deletes a volume the caller holds open (`held` opens, nobody else): it
+    /// vanishes at once and its LV is hidden until reap(). Returns that LV.
+    Result<std::string> hide(const VolumeRef& path, int held);
+    /// Removes a hidden LV (`lv`, or every one with "") that nobody holds open.
+    Result<void> reap(const std::string& lv = "");
+    /// Opens a volume's device to destroy its data (truncate to zero, whole
+    /// punch): the path must still hold `ref`'s volume, and nobody but the
+    /// caller (`held` opens) may hold it, as for a delete. The descriptor
+    /// stays on that volume whatever is renamed or made after.
+    Result<Fd> open_to_empty(const VolumeRef& ref, int held);
     /// Updates owner, mode, times, xattrs kept in tags. A volume bd did not make
     /// is adopted in place: it gains bd's tags and keeps its LV name.
-    Result<Volume> set_attrs(const std::string& path, const Attrs& attrs,
+    Result<Volume> set_attrs(const VolumeRef& path, const Attrs& attrs,
                              const Actor& who = Actor::root());
     /// Finishes or undoes interrupted operations.
     Result<std::vector<Repair>> fsck(bool dry_run);
@@ -154,7 +191,10 @@ public:
     Result<void> set_when_full(bool error);
 
     /// The block device of a volume.
-    std::string device(const Volume& v) const { return "/dev/" + vg_ + "/" + v.lv; }
+    std::string device(const Volume& v) const { return device_of(v.lv); }
+    std::string device_of(const std::string& lv) const { return dev_dir_ + "/" + vg_ + "/" + lv; }
+    /// Where device nodes are found ("/dev"); unit tests point it at files.
+    void set_device_dir(std::string dir) { dev_dir_ = std::move(dir); }
     const std::string& name() const { return name_; }
     const std::string& vg() const { return vg_; }
     const std::string& thinpool() const { return thinpool_; }
@@ -175,6 +215,8 @@ private:
     Result<void> check_metadata_room(const Catalog& cat, const Actor& who);
     Result<void> check_readable(const Catalog& cat, const Volume& v, const Actor& who);
     Result<void> check_free(const Catalog& cat, const std::string& path);
+    Result<void> check_unclaimed(const Catalog& cat, const std::string& path,
+                                 const std::string& holder, bool within = false);
     Result<void> check_not_alias(const Catalog& cat, const std::string& path);
     Result<void> check_snapshot_name(const Catalog& cat, const Volume& origin,
                                      const std::string& origin_path, const std::string& name,
@@ -183,8 +225,31 @@ private:
     Result<Volume> make_formatted(const Catalog& cat, const NewVolume& spec, uint64_t lv_bytes,
                                   std::vector<std::string> tags);
     Result<Volume> find_in(const Catalog& cat, const std::string& path) const;
+    Result<Volume> find_ref(const Catalog& cat, const VolumeRef& ref) const;
+    struct Pair {
+        ExportLock lock;
+        Catalog cat;
+        Volume src, dst;
+    };
+    Result<Pair> lock_pair(const VolumeRef& src, const VolumeRef& dst);
+    Result<std::string> retire(const Volume& old, const std::string& txn, int held);
+    Result<void> stage(const Volume& v, const std::string& to, const std::string& txn);
+    Result<Volume> settle(const std::string& path, const char* op);
+    Result<void> finish_moves();
+    Result<void> check_dir_move(const Catalog& cat, const std::string& from, const std::string& to,
+                                const Actor& who);
+    Result<TagEdit> dir_move_edit(const Catalog& cat, const std::string& from, const std::string& to);
+    bool is_open(const std::string& lv, int more_than = 0);
     Result<void> canonicalize(const Volume& v, const Catalog& cat, std::vector<Repair>* log);
-    Result<void> copy_data(const Volume& src, const std::string& dst_lv, const Progress& p);
+    // A full copy between start_copy and finish_copy: hidden LVs of one
+    // transaction, held open from the start so that no fsck takes them.
+    struct FullCopy {
+        std::string txn, frozen, tmp;  ///< the frozen source and the target being filled
+        uint64_t size = 0;
+        Fd in, out;
+    };
+    Result<FullCopy> start_copy(const Catalog& cat, const Volume& s, std::vector<std::string> tags);
+    Result<Volume> finish_copy(FullCopy& copy, const std::string& dst, Result<void> copied);
     Result<void> check_closed(const Volume& v);
     Result<ExportLock> lock_for_change();
     Result<Volume> made(const Catalog& before, LvRecord lv, const std::string& path);
@@ -198,7 +263,11 @@ private:
     std::unique_ptr<ExportLock> held_;             ///< set by Access::kChange
     Warn warn_;
     DirAttrs default_dir_;
+    std::string dev_dir_ = "/dev";
 };
+
+/// Where LVM keeps its metadata backups (backup/backup_dir), "" when it keeps none.
+Result<std::string> lvm_backup_dir(Runner& runner);
 
 /// Maps LVM's failure text to a precise errno (ENOSPC, EBUSY) where unambiguous.
 Error classify(Error e);

@@ -9,21 +9,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fd.h"
+
 namespace bd {
 
 namespace {
-
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) close(fd);
-    }
-    int release() {
-        int f = fd;
-        fd = -1;
-        return f;
-    }
-};
 
 // Opens the runtime directory, making it if missing, and checks that only root
 // (this process's euid) can change what is in it.
@@ -32,13 +22,13 @@ Result<int> open_run_dir() {
     if (mkdir(path.c_str(), 0700) < 0 && errno != EEXIST)
         return fail(errno, fmt::format("cannot make bd's runtime directory {}: {}", path,
                                        strerror(errno)));
-    Fd dir{::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
-    if (dir.fd < 0)
+    Fd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (dir.get() < 0)
         return fail(errno, fmt::format("cannot open bd's runtime directory {}: {} (it must be a "
                                        "directory, not a symlink)",
                                        path, strerror(errno)));
     struct stat st {};
-    if (fstat(dir.fd, &st) < 0)
+    if (fstat(dir.get(), &st) < 0)
         return fail(errno, fmt::format("fstat({}): {}", path, strerror(errno)));
     if (st.st_uid != geteuid() || (st.st_mode & 077) != 0)
         return fail(EPERM, fmt::format("refusing bd's runtime directory {}: it is owned by uid {} "
@@ -52,12 +42,12 @@ Result<int> open_run_dir() {
 Result<int> open_in_run_dir(const std::string& name, int flags) {
     Result<int> dir = open_run_dir();
     if (!dir) return tl::unexpected(dir.error());
-    Fd d{*dir};
+    Fd d(*dir);
     std::string path = run_dir_path() + "/" + name;
-    Fd f{openat(d.fd, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0600)};
-    if (f.fd < 0) return fail(errno, fmt::format("open({}): {}", path, strerror(errno)));
+    Fd f(openat(d.get(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (f.get() < 0) return fail(errno, fmt::format("open({}): {}", path, strerror(errno)));
     struct stat st {};
-    if (fstat(f.fd, &st) < 0) return fail(errno, fmt::format("fstat({}): {}", path, strerror(errno)));
+    if (fstat(f.get(), &st) < 0) return fail(errno, fmt::format("fstat({}): {}", path, strerror(errno)));
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
         return fail(EPERM, fmt::format("refusing {}: not a regular file of uid {}", path, geteuid()));
     return f.release();
@@ -127,14 +117,14 @@ std::string read_export_hint(const std::string& name) {
 void write_export_hint(const std::string& name, const std::string& vg_uuid) {
     Result<int> dir = open_run_dir();
     if (!dir) return;
-    Fd d{*dir};
+    Fd d(*dir);
     // A new file renamed into place: a reader sees the old or the new uuid, whole.
     std::string tmp = hint_name(name) + ".tmp" + std::to_string(getpid());
-    Fd f{openat(d.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
-    if (f.fd < 0) return;
-    bool ok = write(f.fd, vg_uuid.data(), vg_uuid.size()) == ssize_t(vg_uuid.size());
-    if (ok && renameat(d.fd, tmp.c_str(), d.fd, hint_name(name).c_str()) == 0) return;
-    unlinkat(d.fd, tmp.c_str(), 0);
+    Fd f(openat(d.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (f.get() < 0) return;
+    bool ok = write(f.get(), vg_uuid.data(), vg_uuid.size()) == ssize_t(vg_uuid.size());
+    if (ok && renameat(d.get(), tmp.c_str(), d.get(), hint_name(name).c_str()) == 0) return;
+    unlinkat(d.get(), tmp.c_str(), 0);
 }
 
 }  // namespace bd

@@ -1,6 +1,7 @@
 // Volume operations. Each mutating one takes the export lock, rescans, checks,
 // and then changes LVM in steps whose every intermediate state build_catalog
 // shows as either the old or the new state (see catalog.h).
+#include <fcntl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "dirs.h"
 #include "dm.h"
+#include "thin_status.h"
 #include "export.h"
 #include "lock.h"
 #include "names.h"
@@ -39,10 +41,15 @@ Attrs owner_of(const Volume& v, const Actor& who) {
 }
 
 // The tags a copy of `v` carries over: what its data is, never who made it.
+// What describes the data rather than the file, so clones and snapshots
+// carry it in their one lvcreate: the format, and a front's own notes on the
+// content (bdfs.unsized: "reads as empty").
 std::vector<std::string> content_tags(const Volume& v) {
     std::vector<std::string> out;
     for (const std::string& t : v.raw_tags)
-        if (is_bd_tag(t, tags::kFormat) || is_bd_tag(t, tags::kVirtualSize)) out.push_back(t);
+        if (is_bd_tag(t, tags::kFormat) || is_bd_tag(t, tags::kVirtualSize) ||
+            t.rfind("bd.x=bdfs.", 0) == 0)
+            out.push_back(t);
     return out;
 }
 
@@ -76,30 +83,57 @@ Result<Volume> Export::find_in(const Catalog& cat, const std::string& path) cons
                                     path, name_, name_));
 }
 
+Result<Volume> Export::find_ref(const Catalog& cat, const VolumeRef& ref) const {
+    Result<Volume> v = find_in(cat, ref.path);
+    if (v && !ref.id.empty() && v->id != ref.id)
+        return fail(ESTALE, fmt::format("\"{}\" in export \"{}\" is now another volume (id {}, "
+                                        "where {} was expected); look it up again",
+                                        ref.path, name_, v->id, ref.id));
+    return v;
+}
+
 Result<Volume> Export::find(const std::string& path) {
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
     return find_in(*cat, path);
 }
 
-// Reports unfinished work; refuses only when it involves the paths being changed.
+// Reports unfinished work; refuses only when it involves the paths being
+// changed: a volume there not in its final form, or another LV that claims
+// one of them (a staged replace or rollback, a full copy on its way there).
+// LVs a commit hid (_bd_old, _bd_del) claim nothing any more. A volume that a
+// committed directory move shows at one of the paths is finished here and
+// now, as fsck would: the move has committed, and may have no one left to
+// finish it.
 Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
     Result<Catalog> cat = scan();
     if (!cat) return cat;
-    size_t unfinished = cat->leftovers.size();
+    bool finished = false;
+    for (const std::string& p : paths) {
+        const Volume* v = cat->find(p);
+        if (!v || v->canonical || v->conflict || tag_value(v->raw_tags, tags::kTxn)) continue;
+        bool moving = false;
+        for (const DirMove& m : cat->moves)
+            for (const std::string& c : tag_values(v->raw_tags, tags::kPath))
+                moving = moving || is_within(c, m.from);
+        if (!moving) continue;
+        if (Result<void> r = canonicalize(*v, *cat, nullptr); !r) return tl::unexpected(r.error());
+        finished = true;
+    }
+    if (finished) cat = scan();
+    if (!cat) return cat;
+    size_t unfinished = 0;
+    for (const Leftover& l : cat->leftovers) unfinished += is_open(l.lv.name) ? 0 : 1;
     for (const Volume& v : cat->volumes) unfinished += v.canonical ? 0 : 1;
-    if (unfinished == 0) return cat;
-    if (warn_)
+    if (unfinished > 0 && warn_)
         warn_(fmt::format("export \"{}\" has unfinished work from an interrupted operation ({} "
                           "LVs); run `bdctl fsck {}`",
                           name_, unfinished, name_));
     for (const std::string& p : paths) {
         const Volume* v = cat->find(p);
-        bool involved = v && !v->canonical;
-        for (const Leftover& l : cat->leftovers)
-            for (const char* key : {tags::kPath, tags::kTo})
-                for (const std::string& c : tag_values(l.lv.tags, key)) involved |= c == p;
-        if (involved)
+        if (Result<void> ok = check_unclaimed(*cat, p, v ? v->lv : ""); !ok)
+            return tl::unexpected(ok.error());
+        if (v && !v->canonical)
             return fail(EUCLEAN, fmt::format("volume \"{}\" in export \"{}\" has unfinished work "
                                              "from an interrupted operation; run `bdctl fsck {}` "
                                              "first",
@@ -108,7 +142,38 @@ Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
     return cat;
 }
 
+// No LV but `holder` claims `path` (or, with `within`, a path below it):
+// EBUSY while the claimant is open (a copy in progress), else EUCLEAN.
+Result<void> Export::check_unclaimed(const Catalog& cat, const std::string& path,
+                                     const std::string& holder, bool within) {
+    for (const LvRecord& r : cat.records) {
+        if (r.name == holder || is_hidden(r.name) || !tag_value(r.tags, tags::kManaged)) continue;
+        for (const char* key : {tags::kPath, tags::kTo})
+            for (const std::string& c : tag_values(r.tags, key)) {
+                if (!(c == path || (within && is_within(c, path)))) continue;
+                if (within && cat.find(c) && cat.find(c)->lv == r.name && cat.find(c)->canonical)
+                    continue;
+                if (is_open(r.name))
+                    return fail(EBUSY, fmt::format("\"{}\" in export \"{}\" is the target of an "
+                                                   "operation in progress (LV {}); retry when it "
+                                                   "finishes",
+                                                   c, name_, r.name));
+                return fail(EUCLEAN, fmt::format("\"{}\" in export \"{}\" has unfinished work "
+                                                 "from an interrupted operation (LV {}); run "
+                                                 "`bdctl fsck {}` first",
+                                                 c, name_, r.name, name_));
+            }
+    }
+    return {};
+}
+
 Result<void> Export::check_free(const Catalog& cat, const std::string& path) {
+    for (const DirMove& m : cat.moves)
+        if (is_within(path, m.from) || is_within(m.from, path))
+            return fail(EBUSY, fmt::format("directory \"{}\" of export \"{}\" is being moved to "
+                                           "\"{}\"; retry when that finishes (bdctl fsck {} "
+                                           "finishes it if it was interrupted)",
+                                           m.from, name_, m.to, name_));
     if (cat.find(path))
         return fail(EEXIST, fmt::format("volume \"{}\" already exists in export \"{}\" (choose "
                                         "another path, or delete it first: bdctl delete {}:/{})",
@@ -327,7 +392,7 @@ Result<Volume> Export::make_formatted(const Catalog& cat, const NewVolume& spec,
                              : thin_create_argv(vg_, thinpool_, tmp, lv_bytes, tags);
     if (Result<CommandOutput> out = run(create); !out) return tl::unexpected(classify(out.error()));
     Result<CommandOutput> done =
-        run(qemu_img_create_argv("/dev/" + vg_ + "/" + tmp, spec.format,
+        run(qemu_img_create_argv(device_of(tmp), spec.format,
                                  *round_up(spec.size, 512)));
     if (done) done = run(lvrename_argv(vg_, tmp, lv_name_for_path(spec.path)));
     if (!done) {
@@ -337,61 +402,145 @@ Result<Volume> Export::make_formatted(const Catalog& cat, const NewVolume& spec,
     return find(spec.path);
 }
 
-Result<Volume> Export::clone(const std::string& src, const std::string& dst, bool full,
+Result<Volume> Export::clone(const VolumeRef& src, const std::string& dst, bool full,
                              const Progress& progress, const Actor& who) {
-    Result<ExportLock> lock = lock_for_change();
-    if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan_for_change({src, dst});
-    if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> s = find_in(*cat, src);
-    if (!s) return s;
-    if (Result<void> ok = check_readable(*cat, *s, who); !ok) return tl::unexpected(ok.error());
-    if (Result<void> ok = check_free(*cat, dst); !ok) return tl::unexpected(ok.error());
-    if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
-    if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
-    Result<std::vector<std::string>> tags = new_volume_tags(dst, owner_of(*s, who));
-    if (!tags) return tl::unexpected(tags.error());
-    for (const std::string& t : content_tags(*s)) tags->push_back(t);
-    if (!full && s->type != VolumeType::kThick) {
-        // A thin snapshot with its own tags is the whole clone, in one command.
-        Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
-        if (Result<CommandOutput> out = run(argv); !out)
-            return tl::unexpected(classify(out.error()));
-        const LvRecord* origin = record_of(*cat, s->lv);
-        if (!origin) return find(dst);
-        return made(*cat, new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false), dst);
+    FullCopy copy;
+    {
+        Result<ExportLock> lock = lock_for_change();
+        if (!lock) return tl::unexpected(lock.error());
+        Result<Catalog> cat = scan_for_change({src.path, dst});
+        if (!cat) return tl::unexpected(cat.error());
+        Result<Volume> s = find_ref(*cat, src);
+        if (!s) return s;
+        if (Result<void> ok = check_readable(*cat, *s, who); !ok) return tl::unexpected(ok.error());
+        if (Result<void> ok = check_free(*cat, dst); !ok) return tl::unexpected(ok.error());
+        if (Result<void> ok = check_space(*cat); !ok) return tl::unexpected(ok.error());
+        if (Result<void> ok = check_metadata_room(*cat, who); !ok) return tl::unexpected(ok.error());
+        Result<std::vector<std::string>> tags = new_volume_tags(dst, owner_of(*s, who));
+        if (!tags) return tl::unexpected(tags.error());
+        for (const std::string& t : content_tags(*s)) tags->push_back(t);
+        if (!full && s->type != VolumeType::kThick) {
+            // A thin snapshot with its own tags is the whole clone, in one command.
+            Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
+            if (Result<CommandOutput> out = run(argv); !out)
+                return tl::unexpected(classify(out.error()));
+            const LvRecord* origin = record_of(*cat, s->lv);
+            if (!origin) return find(dst);
+            return made(*cat, new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false),
+                        dst);
+        }
+        Result<FullCopy> planned = start_copy(*cat, *s, std::move(*tags));
+        if (!planned) return tl::unexpected(planned.error());
+        copy = std::move(*planned);
     }
-    // Full copy: fill a hidden LV, then rename it into place (the commit point).
+    // The copy runs without the lock, even one held since open(): other
+    // changes go on meanwhile. It reads a snapshot of the source taken under
+    // the lock, so it is of one point in time, and it writes a hidden LV, so
+    // nobody sees it half made.
+    held_.reset();
+    Result<void> copied = copy_data(copy.in, device_of(copy.frozen), copy.out,
+                                    device_of(copy.tmp), copy.size, progress);
+    return finish_copy(copy, dst, copied);
+}
+
+// Full copy, under the lock: the source frozen at this point in time (a thin
+// snapshot, or an LVM snapshot of a thick one) and the target, both hidden
+// LVs of transaction TXN that fsck removes if the copy never commits. Refused
+// up front when the pool cannot hold the source's data.
+Result<Export::FullCopy> Export::start_copy(const Catalog& cat, const Volume& s,
+                                            std::vector<std::string> tags) {
+    uint64_t need = s.type == VolumeType::kThick ? s.size : s.allocated.value_or(s.size);
+    if (s.type != VolumeType::kThick)
+        if (Result<uint64_t> mapped = dm_thin_mapped_bytes(dm_name(vg_, s.lv)); mapped)
+            need = *mapped;
+    Result<ThinPoolStatus> st = dm_thin_pool_status_noflush(vg_, thinpool_);
+    uint64_t chunk = cat.pool->chunk_size ? cat.pool->chunk_size : 65536;
+    if (st && st->total_data_blocks) {
+        uint64_t room = (st->total_data_blocks - st->used_data_blocks) * chunk;
+        if (need > room)
+            return fail(ENOSPC, fmt::format("copying \"{}\" needs {} of thin pool \"{}/{}\", which "
+                                            "has {} free; extend it (lvextend -L +SIZE {}/{}) or "
+                                            "delete volumes",
+                                            s.path, format_size(need), vg_, thinpool_,
+                                            format_size(room), vg_, thinpool_));
+    }
+    FullCopy copy;
     std::string txn = random_id(8);
-    std::string tmp = kTmpPrefix + txn;
-    tags->push_back(id_tag(tags::kTxn, txn));
-    Argv create = thin_create_argv(vg_, thinpool_, tmp, s->size, *tags);
-    if (Result<CommandOutput> out = run(create); !out)
-        return tl::unexpected(classify(out.error()));
-    Result<void> copied = copy_data(*s, tmp, progress);
-    Result<CommandOutput> renamed =
-        copied ? run(lvrename_argv(vg_, tmp, lv_name_for_path(dst))) : tl::unexpected(copied.error());
-    if (!renamed) {
-        (void)run(lvremove_argv(vg_, tmp));  // the first error is the one reported
-        return tl::unexpected(classify(renamed.error()));
+    copy.txn = txn;
+    copy.frozen = kSrcPrefix + txn;
+    copy.tmp = kTmpPrefix + txn;
+    copy.size = s.size;
+    std::vector<std::string> hidden = {"bd.v=1", id_tag(tags::kTxn, txn)};
+    Argv freeze = s.type == VolumeType::kThick
+                      ? cow_snapshot_argv(vg_, s.lv, copy.frozen, hidden)
+                      : thin_snapshot_argv(vg_, s.lv, copy.frozen, true, hidden);
+    if (Result<CommandOutput> out = run(freeze); !out) {
+        Error e = classify(out.error());
+        if (e.code == ENOSPC && s.type == VolumeType::kThick)
+            e.message = fmt::format("a point-in-time copy of thick volume \"{}\" needs a snapshot "
+                                    "of it, with {} free in VG \"{}\" ({})",
+                                    s.path, format_size(s.size), vg_, e.message);
+        return tl::unexpected(e);
     }
-    Argv untag = lvchange_tags_argv(vg_, lv_name_for_path(dst), {{}, {id_tag(tags::kTxn, txn)}});
-    if (Result<CommandOutput> out = run(untag); !out) return tl::unexpected(out.error());
+    tags.push_back(id_tag(tags::kTxn, txn));
+    Result<CommandOutput> made = run(thin_create_argv(vg_, thinpool_, copy.tmp, s.size, tags));
+    Result<Fd> in = made ? open_device(device_of(copy.frozen), O_RDONLY)
+                         : Result<Fd>(tl::unexpected(classify(made.error())));
+    Result<Fd> out = in ? open_device(device_of(copy.tmp), O_WRONLY)
+                        : Result<Fd>(tl::unexpected(in.error()));
+    if (!out) {
+        if (made) (void)run(lvremove_argv(vg_, copy.tmp));
+        (void)run(lvremove_argv(vg_, copy.frozen));
+        return tl::unexpected(out.error());
+    }
+    copy.in = std::move(*in);
+    copy.out = std::move(*out);
+    return copy;
+}
+
+// Full copy, under the lock again: the commit is the rename of the filled LV
+// to dst's name; then the frozen source goes. If dst was taken meanwhile, or
+// the copy failed, both hidden LVs go and nothing changed.
+Result<Volume> Export::finish_copy(FullCopy& copy, const std::string& dst, Result<void> copied) {
+    // A copy may have taken hours: wait longer than a change does for the lock.
+    Result<ExportLock> lock = held_ ? ExportLock::already_held()
+                                    : ExportLock::for_vg(vg_uuid_, name_, 600);
+    copy.in.reset();  // closed under the lock: until then no fsck took them
+    copy.out.reset();
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan();
+    Result<void> ok = copied;
+    if (ok && !cat) ok = tl::unexpected(cat.error());
+    if (ok) ok = check_free(*cat, dst);
+    if (ok)
+        if (Result<CommandOutput> r = run(lvrename_argv(vg_, copy.tmp, lv_name_for_path(dst))); !r)
+            ok = tl::unexpected(classify(r.error()));
+    if (!ok) {
+        (void)run(lvremove_argv(vg_, copy.tmp));  // the first error is the one reported
+        (void)run(lvremove_argv(vg_, copy.frozen));
+        return tl::unexpected(ok.error());
+    }
+    (void)run(lvremove_argv(vg_, copy.frozen));  // fsck removes it if this fails
+    Argv untag = lvchange_tags_argv(vg_, lv_name_for_path(dst), {{}, {id_tag(tags::kTxn, copy.txn)}});
+    if (Result<CommandOutput> out = run(untag); !out && warn_)
+        warn_(fmt::format("the copy \"{}\" is made, but tidying it failed ({}); run `bdctl fsck "
+                          "{}`",
+                          dst, out.error().message, name_));
     return find(dst);
 }
 
-Result<Volume> Export::snapshot(const std::string& src, const std::string& snap_path,
+Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_path,
                                 const std::string& snap_name, const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan_for_change({src, snap_path});
+    Result<Catalog> cat = scan_for_change({src.path, snap_path});
     if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> s = find_in(*cat, src);
+    Result<Volume> s = find_ref(*cat, src);
     if (!s) return s;
     if (s->type == VolumeType::kThick)
         return fail(EINVAL, fmt::format("volume \"{}\" is thick; thin snapshots need a thin "
                                         "origin (make a thin copy first: bdctl clone --full)",
-                                        src));
+                                        s->path));
     if (Result<void> ok = check_readable(*cat, *s, who); !ok) return tl::unexpected(ok.error());
     if (Result<void> ok = check_free(*cat, snap_path); !ok) return tl::unexpected(ok.error());
     if (Result<void> ok = check_snapshot_name(*cat, *s, s->path, snap_name, snap_path); !ok)
@@ -423,13 +572,14 @@ Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
     return out;
 }
 
-Result<Volume> Export::resize(const std::string& path, uint64_t size, bool shrink,
+Result<Volume> Export::resize(const VolumeRef& ref, uint64_t size, bool shrink,
                              const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan_for_change({path});
+    Result<Catalog> cat = scan_for_change({ref.path});
     if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> v = find_in(*cat, path);
+    Result<Volume> v = find_ref(*cat, ref);
+    const std::string& path = ref.path;
     if (!v) return v;
     Result<uint64_t> bytes = round_up(size, extent_size_);
     if (!bytes) return tl::unexpected(bytes.error());
@@ -479,14 +629,15 @@ size_t total_size(const std::vector<std::string>& tags) {
 
 }  // namespace
 
-Result<Volume> Export::set_attrs(const std::string& path, const Attrs& attrs, const Actor& who) {
+Result<Volume> Export::set_attrs(const VolumeRef& ref, const Attrs& attrs, const Actor& who) {
+    const std::string& path = ref.path;
     if (attrs.mode && *attrs.mode > 07777)
         return fail(EINVAL, fmt::format("invalid mode {:o} for \"{}\"", *attrs.mode, path));
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({path});
     if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> v = find_in(*cat, path);
+    Result<Volume> v = find_ref(*cat, ref);
     if (!v) return v;
     TagEdit edit;
     if (!v->managed) {
