@@ -10,8 +10,10 @@
 #include <cstring>
 
 #include "dirs.h"
+#include "fd.h"
 #include "dm.h"
 #include "names.h"
+#include "text.h"
 #include "thin_status.h"
 
 namespace bdfs {
@@ -51,11 +53,11 @@ Result<bd::CommandOutput> ThreadSafeRunner::run(const bd::Argv& argv) {
     return runner.run(argv);
 }
 
-Fs::Fs(bd::Export ex, Options opts)
+Fs::Fs(bd::Export ex, Options opts, const std::string& backup_dir)
     : ex_(std::move(ex)),
       opts_(std::move(opts)),
       space_(ex_.vg(), ex_.thinpool()),
-      cache_(ex_, opts_.cache) {
+      cache_(ex_, opts_.cache, backup_dir) {
     nodes_[FUSE_ROOT_ID] = Node{{Kind::kDir, ""}, 1};
     inos_[{Kind::kDir, ""}] = FUSE_ROOT_ID;
     if (Result<bd::Catalog> cat = ex_.scan(); cat && cat->pool && cat->pool->chunk_size)
@@ -116,17 +118,33 @@ void Fs::rekey(const NodeKey& from, const NodeKey& to) {
 
 // ---- resolving -----------------------------------------------------------
 
-CatalogCache::CatalogCache(bd::Export& ex, bool enabled) : ex_(ex) {
-    const char* dir = getenv("LVM_SYSTEM_DIR");
-    std::string backup = std::string(dir && *dir ? dir : "/etc/lvm") + "/backup/" + ex.vg();
+CatalogCache::CatalogCache(bd::Export& ex, bool enabled, const std::string& backup_dir) : ex_(ex) {
+    std::string backup = backup_dir + "/" + ex.vg();
     struct stat st {};
-    if (enabled && ::stat(backup.c_str(), &st) == 0) backup_ = backup;
+    if (enabled && !backup_dir.empty() && ::stat(backup.c_str(), &st) == 0) backup_ = backup;
+    else if (enabled)
+        fuse_log(FUSE_LOG_WARNING, "bdfs: no LVM metadata backup of VG %s (backup/backup = 0?): "
+                                   "every request runs lvs\n",
+                 ex.vg().c_str());
 }
+
+namespace {
+
+uint64_t uevent_seqnum() {
+    char buf[32] = {};
+    bd::Fd fd(::open("/sys/kernel/uevent_seqnum", O_RDONLY | O_CLOEXEC));
+    if (!fd || ::read(fd.get(), buf, sizeof buf - 1) <= 0) return 0;
+    return std::strtoull(buf, nullptr, 10);
+}
+
+}  // namespace
 
 std::optional<CatalogCache::Key> CatalogCache::key() {
     struct stat st {};
-    if (backup_.empty() || ::stat(backup_.c_str(), &st) != 0) return std::nullopt;
-    return Key{st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec};
+    uint64_t uevents = uevent_seqnum();  // first: an activation racing the stat rescans later
+    if (backup_.empty() || uevents == 0 || ::stat(backup_.c_str(), &st) != 0) return std::nullopt;
+    return Key{st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+               uevents};
 }
 
 Result<std::shared_ptr<const Tree>> CatalogCache::get() {
@@ -298,30 +316,29 @@ Result<void> Fs::rmdir(fuse_ino_t parent, const std::string& name) {
     return ex_.remove_dir(e->path);
 }
 
-// A volume open through bdfs is hidden now and deleted at its last close.
+// unlink(2) and rename(2) have no ENOTEMPTY for files: snapshots pin a volume.
+bd::Error pinned_is_busy(bd::Error e) {
+    if (e.code == ENOTEMPTY) e.code = EBUSY;
+    return e;
+}
+
+// A volume bdfs holds open is hidden at once (the data lives on until the
+// last close, as POSIX wants) and reaped then; one nobody holds is deleted.
+// Either is one commit in the core, refused while a program outside bdfs (a
+// VM) holds the volume open, or while it has snapshots.
 Result<void> Fs::remove_file(const Entry& e) {
     const bd::Volume& v = *e.volume;
-    std::shared_ptr<VolumeState> st;
-    {
-        std::lock_guard<std::mutex> lock(volumes_mutex_);
-        auto it = volumes_.find(v.id);
-        if (it != volumes_.end()) st = it->second;
-    }
-    if (!st) {
-        Result<std::vector<std::string>> gone = ex_.remove_volume(v.path, false);
-        if (!gone) return tl::unexpected(gone.error());
+    bd::VolumeRef ref{v.path, v.id};
+    std::shared_ptr<VolumeState> st = state_by_id(v.id);
+    int held = opens_of(st);
+    if (held == 0) {
+        if (Result<std::vector<std::string>> gone = ex_.remove_volume(ref, false); !gone)
+            return tl::unexpected(pinned_is_busy(gone.error()));
         return {};
     }
-    std::string hidden = join(kUnlinkedDir, v.id);
-    if (Result<bd::Volume> moved = ex_.rename(v.path, hidden); !moved)
-        return tl::unexpected(moved.error());
-    bool closed_meanwhile = false;
-    {
-        std::lock_guard<std::mutex> lock(volumes_mutex_);
-        st->unlinked_path = hidden;
-        closed_meanwhile = st->opens == 0;
-    }
-    if (closed_meanwhile) (void)ex_.remove_volume(hidden, false);
+    Result<std::string> hidden = ex_.hide(ref, held);
+    if (!hidden) return tl::unexpected(pinned_is_busy(hidden.error()));
+    note_hidden(st, *hidden);
     return {};
 }
 
@@ -354,7 +371,8 @@ Result<fuse_entry_param> Fs::symlink(const std::string& text, fuse_ino_t parent,
         return bd::fail(EINVAL, fmt::format("\"{}\" would name the snapshot itself; choose "
                                             "another link name",
                                             *path));
-    Result<bd::Volume> snap = ex_.snapshot(origin->volume->path, *path, name, who);
+    Result<bd::Volume> snap =
+        ex_.snapshot({origin->volume->path, origin->volume->id}, *path, name, who);
     if (!snap) return tl::unexpected(snap.error());
     return entry_param(Entry{name, kind_of(*snap), *path, &*snap});
 }
@@ -368,17 +386,13 @@ Result<fuse_entry_param> Fs::link(fuse_ino_t ino, fuse_ino_t parent, const std::
     Result<std::string> path = new_path(parent, name);
     if (!path) return tl::unexpected(path.error());
     const bd::Volume& v = *src->entry.volume;
-    Result<bd::Volume> clone = ex_.clone(v.path, *path, false, {}, who);
+    // One core call: the clone carries the source's bdfs.unsized note.
+    Result<bd::Volume> clone = ex_.clone({v.path, v.id}, *path, false, {}, who);
     if (!clone) return tl::unexpected(clone.error());
-    if (has_unsized(v)) {
-        if (Result<void> ok = set_unsized(*clone, true); !ok) return tl::unexpected(ok.error());
-        clone->xattrs[kUnsizedXattr] = "1";
-    }
     return entry_param(Entry{name, Kind::kFile, *path, &*clone});
 }
 
-// POSIX rename replaces an existing target; bd's rename refuses one, so a
-// replaced file is deleted first (two steps, not atomic).
+// POSIX rename replaces an existing target: the core's replace, one commit.
 Result<void> Fs::rename(fuse_ino_t parent, const std::string& name, fuse_ino_t newparent,
                         const std::string& newname, unsigned flags, const bd::Actor& who) {
     if (flags & ~unsigned(RENAME_NOREPLACE))
@@ -396,11 +410,18 @@ Result<void> Fs::rename(fuse_ino_t parent, const std::string& name, fuse_ino_t n
             return bd::fail(ENOTDIR, "cannot replace a file with a directory");
         if (src->kind != Kind::kDir && old->kind == Kind::kDir)
             return bd::fail(EISDIR, "cannot replace a directory with a file");
-        if (old->kind != Kind::kDir)
-            if (Result<void> ok = remove_file(*old); !ok) return ok;
+        if (old->kind != Kind::kDir) {
+            std::shared_ptr<VolumeState> st = state_by_id(old->volume->id);
+            Result<bd::Placed> placed =
+                ex_.replace({src->path, src->volume->id}, {old->path, old->volume->id}, who,
+                            opens_of(st));
+            if (!placed) return tl::unexpected(pinned_is_busy(placed.error()));
+            if (!placed->hidden_lv.empty()) note_hidden(st, placed->hidden_lv);
+            return {};
+        }
     }
     if (src->kind != Kind::kDir) {
-        Result<bd::Volume> moved = ex_.rename(src->path, *dst, who);
+        Result<bd::Volume> moved = ex_.rename({src->path, src->volume->id}, *dst, who);
         if (!moved) return tl::unexpected(moved.error());
         return {};
     }
@@ -448,7 +469,8 @@ Result<void> Fs::set_unsized(const bd::Volume& v, bool unsized) {
     if (has_unsized(v) == unsized) return {};
     bd::Attrs a;
     a.xattrs[kUnsizedXattr] = unsized ? std::optional<std::string>("1") : std::nullopt;
-    if (Result<bd::Volume> ok = ex_.set_attrs(v.path, a); !ok) return tl::unexpected(ok.error());
+    if (Result<bd::Volume> ok = ex_.set_attrs({v.path, v.id}, a); !ok)
+        return tl::unexpected(ok.error());
     std::lock_guard<std::mutex> lock(volumes_mutex_);
     if (auto it = volumes_.find(v.id); it != volumes_.end()) it->second->unsized = unsized;
     return {};
@@ -468,7 +490,7 @@ Result<void> Fs::set_size(const bd::Volume& v, uint64_t size, const bd::Actor& w
                                             "allow_shrink to allow it)",
                                             v.path, v.size, want));
     if (want > v.size || (want < v.size && !unsized)) {
-        Result<bd::Volume> r = ex_.resize(v.path, want, want < v.size, who);
+        Result<bd::Volume> r = ex_.resize({v.path, v.id}, want, want < v.size, who);
         if (!r) return tl::unexpected(r.error());
     }
     space_.invalidate();
@@ -513,7 +535,7 @@ Result<struct stat> Fs::setattr(fuse_ino_t ino, const struct stat& attr, int to_
         a.mtime = attr.st_mtim.tv_sec;
     // On a volume bd did not make, root's chmod or chown adopts it (the core).
     if (a.mode || a.uid || a.gid || a.mtime)
-        if (Result<bd::Volume> ok = ex_.set_attrs(v.path, a, who); !ok)
+        if (Result<bd::Volume> ok = ex_.set_attrs({v.path, v.id}, a, who); !ok)
             return tl::unexpected(ok.error());
     return getattr(ino);
 }
@@ -555,7 +577,8 @@ Result<void> Fs::setxattr(fuse_ino_t ino, const std::string& name, const std::st
     bd::Attrs a;
     a.xattrs[name] = value;
     // ERANGE past one tag, ENOSPC past a volume's xattr space (the core).
-    if (Result<bd::Volume> ok = ex_.set_attrs(r->entry.path, a, who); !ok)
+    const bd::Volume& v = *r->entry.volume;
+    if (Result<bd::Volume> ok = ex_.set_attrs({v.path, v.id}, a, who); !ok)
         return tl::unexpected(ok.error());
     return {};
 }
@@ -567,7 +590,8 @@ Result<void> Fs::removexattr(fuse_ino_t ino, const std::string& name) {
         return bd::fail(ENODATA, "no such attribute");
     bd::Attrs a;
     a.xattrs[name] = std::nullopt;
-    if (Result<bd::Volume> ok = ex_.set_attrs(r->entry.path, a); !ok)
+    const bd::Volume& v = *r->entry.volume;
+    if (Result<bd::Volume> ok = ex_.set_attrs({v.path, v.id}, a); !ok)
         return tl::unexpected(ok.error());
     return {};
 }
@@ -575,6 +599,15 @@ Result<void> Fs::removexattr(fuse_ino_t ino, const std::string& name) {
 // ---- the unlinked area -------------------------------------------------------
 
 void Fs::reap_unlinked() {
+    // What a killed bdfs or bdctl left: finished or undone, as a journal is
+    // replayed at mount, with hidden volumes whose last opener died...
+    if (Result<std::vector<bd::Repair>> r = ex_.fsck(false); !r)
+        log_error("finish interrupted operations (fsck)", r.error());
+    else
+        for (const bd::Repair& done : *r)
+            fuse_log(FUSE_LOG_NOTICE, "bdfs: fsck: %s: %s\n", bd::printable(done.lv).c_str(),
+                     bd::printable(done.action).c_str());
+    // ...and those an older bdfs kept in its unlinked area.
     Result<std::shared_ptr<const Tree>> tree = scan();
     if (!tree) return;
     for (const bd::Volume& v : (*tree)->catalog().volumes)

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,17 +40,22 @@ struct Options {
     std::optional<gid_t> resgid;
 };
 
-/// The last catalog, valid while LVM's metadata backup of the VG is unchanged.
+/// The last catalog, valid while LVM's metadata backup of the VG is unchanged
+/// and no device came or went.
 ///
-/// LVM rewrites /etc/lvm/backup/VG (a new file, renamed into place) after every
+/// LVM rewrites BACKUP_DIR/VG (a new file, renamed into place) after every
 /// metadata commit, by any tool: its inode, size and mtime change with each
-/// commit. Checking them is one stat(), where an `lvs` costs a process and a
+/// commit. Activation commits no metadata, but it makes or removes dm devices,
+/// and each of those counts in /sys/kernel/uevent_seqnum (udev or not).
+/// Checking both is a stat() and a read, where an `lvs` costs a process and a
 /// device scan (about 0.5 s in the TCG test guest). The key is read before the
-/// scan it labels, so a commit racing the scan only causes an extra scan later.
-/// Without a backup file (backup = 0 in lvm.conf) every call scans.
+/// scan it labels, so a change racing the scan only causes an extra scan later.
+/// Where LVM keeps its backups is asked of LVM (`lvmconfig`); with backups off
+/// (backup/backup = 0) every call scans.
 class CatalogCache {
   public:
-    CatalogCache(bd::Export& ex, bool enabled);
+    /// `backup_dir`: LVM's backup/backup_dir, or "" when LVM keeps no backups.
+    CatalogCache(bd::Export& ex, bool enabled, const std::string& backup_dir);
     /// The current tree: cached if the VG's metadata is unchanged, else a fresh scan.
     Result<std::shared_ptr<const Tree>> get();
 
@@ -58,6 +64,7 @@ class CatalogCache {
         ino_t ino = 0;
         off_t size = 0;
         int64_t mtime_ns = 0;
+        uint64_t uevents = 0;
         bool operator==(const Key&) const = default;
     };
     std::optional<Key> key();
@@ -80,6 +87,7 @@ struct OpenFile {
     fuse_ino_t ino = 0;
     std::atomic<int> fd{-1};        ///< replaced (dup2) when copy_file_range swaps the volume
     bool direct = false;            ///< opened with O_DIRECT: the device fd is O_DIRECT too
+    bool thick = false;             ///< a linear LV: zeroing writes zeros, discards do not
     std::atomic<bool> lost{false};  ///< its volume vanished under it (failed replace)
 };
 
@@ -114,7 +122,8 @@ class SpaceGuard {
 
 class Fs {
   public:
-    Fs(bd::Export ex, Options opts);
+    /// `backup_dir`: where LVM keeps its metadata backups ("" if it keeps none).
+    Fs(bd::Export ex, Options opts, const std::string& backup_dir);
 
     // Names and attributes.
     Result<fuse_entry_param> lookup(fuse_ino_t parent, const std::string& name);
@@ -146,7 +155,8 @@ class Fs {
     Result<fuse_entry_param> create(fuse_ino_t parent, const std::string& name, mode_t mode,
                                     const bd::Actor& who, int flags, OpenFile** file);
     Result<OpenFile*> open(fuse_ino_t ino, int flags);
-    void release(OpenFile* file);
+    /// Closes an open file; never throws (it may run after a reply was sent).
+    void release(OpenFile* file) noexcept;
     Result<size_t> read(OpenFile* file, char* buf, size_t size, off_t off);
     Result<size_t> write(OpenFile* file, const char* buf, size_t size, off_t off,
                          const bd::Actor& who);
@@ -181,8 +191,9 @@ class Fs {
     struct VolumeState {
         int opens = 0;
         bool unsized = false;
-        std::string unlinked_path;  ///< set when unlinked while open: delete at last close
+        std::string hidden_lv;      ///< unlinked or replaced while open: reaped at last close
         std::string clone_of;       ///< id this volume is an untouched clone of
+        bool swapping = false;      ///< clone_into is giving it new data: opens wait
         std::mutex grow_mutex;      ///< serializes growing this volume; never held with others
     };
     struct Resolved {
@@ -210,13 +221,17 @@ class Fs {
     Result<void> remove_file(const Entry& e);
     Result<OpenFile*> open_volume(fuse_ino_t ino, const bd::Volume& v, int flags);
     std::shared_ptr<VolumeState> state_of(OpenFile* f, std::string* id = nullptr);
+    std::shared_ptr<VolumeState> state_by_id(const std::string& id);
+    int opens_of(const std::shared_ptr<VolumeState>& st);
+    void note_hidden(const std::shared_ptr<VolumeState>& st, const std::string& lv);
+    Result<void> check_not_held_elsewhere(const bd::Volume& v);
+    Result<void> zero_device(int fd, bool thick, uint64_t off, uint64_t len, const std::string& what);
     Result<size_t> clone_into(OpenFile* in, OpenFile* out, size_t len, const bd::Actor& who);
     Result<size_t> copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len,
                              const bd::Actor& who);
     Result<size_t> write_at(OpenFile* f, const char* buf, size_t size, off_t off,
                             const bd::Actor& who);
-    Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk,
-                            const bd::Actor& who);
+    Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, const bd::Actor& who);
 
     bd::Export ex_;
     const Options opts_;
@@ -232,6 +247,7 @@ class Fs {
     fuse_ino_t next_ino_ = FUSE_ROOT_ID + 1;      // protected by nodes_mutex_
 
     std::mutex volumes_mutex_;
+    std::condition_variable swap_done_;  // a VolumeState's swapping went false
     std::map<std::string, std::shared_ptr<VolumeState>>
         volumes_;  // by id; protected by volumes_mutex_
     std::map<OpenFile*, std::string>

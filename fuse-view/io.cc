@@ -129,20 +129,30 @@ Result<OpenFile*> Fs::open_volume(fuse_ino_t ino, const bd::Volume& v, int flags
         return bd::fail(ENXIO, fmt::format("volume \"{}\" is not active (lvchange -ay {}/{})",
                                            v.path, ex_.vg(), v.lv));
     int dev_flags = (writable ? O_RDWR : O_RDONLY) | (flags & O_DIRECT) | O_CLOEXEC;
-    int fd = ::open(ex_.device(v).c_str(), dev_flags);
-    if (fd < 0) return bd::fail(errno, fmt::format("open({}): {}", ex_.device(v), strerror(errno)));
     auto* f = new OpenFile;
     f->ino = ino;
-    f->fd = fd;
     f->direct = flags & O_DIRECT;
-    std::lock_guard<std::mutex> lock(volumes_mutex_);
-    std::shared_ptr<VolumeState>& st = volumes_[v.id];
-    if (!st) {
-        st = std::make_shared<VolumeState>();
-        st->unsized = v.xattrs.count(kUnsizedXattr) > 0;
+    f->thick = v.type == bd::VolumeType::kThick;
+    // Counted before the device is opened, and not while clone_into swaps the
+    // volume's data: every descriptor bdfs holds is one clone_into knows of.
+    {
+        std::unique_lock<std::mutex> lock(volumes_mutex_);
+        std::shared_ptr<VolumeState>& st = volumes_[v.id];
+        if (!st) {
+            st = std::make_shared<VolumeState>();
+            st->unsized = v.xattrs.count(kUnsizedXattr) > 0;
+        }
+        std::shared_ptr<VolumeState> held = st;
+        swap_done_.wait(lock, [&] { return !held->swapping; });
+        ++held->opens;
+        file_ids_[f] = v.id;
     }
-    ++st->opens;
-    file_ids_[f] = v.id;
+    f->fd = ::open(ex_.device(v).c_str(), dev_flags);
+    if (f->fd < 0) {
+        bd::Error e{errno, fmt::format("open({}): {}", ex_.device(v), strerror(errno))};
+        release(f);
+        return tl::unexpected(e);
+    }
     return f;
 }
 
@@ -176,7 +186,7 @@ Result<fuse_entry_param> Fs::create(fuse_ino_t parent, const std::string& name, 
     if (std::optional<bd::DirAttrs> p = setgid_parent(parent)) a.gid = p->gid;
     a.mode = mode & 07777;
     a.mtime = time(nullptr);
-    a.xattrs[kUnsizedXattr] = "1";
+    a.xattrs.emplace(kUnsizedXattr, std::string("1"));
     Result<bd::Volume> v = ex_.create_volume(nv, who);
     if (!v) return tl::unexpected(v.error());
     fuse_entry_param p = entry_param(Entry{name, Kind::kFile, *path, &*v});
@@ -197,40 +207,95 @@ std::shared_ptr<Fs::VolumeState> Fs::state_of(OpenFile* f, std::string* id) {
     return volumes_[it->second];
 }
 
-void Fs::release(OpenFile* f) {
-    close(f->fd);
-    std::string unlinked;
-    {
+std::shared_ptr<Fs::VolumeState> Fs::state_by_id(const std::string& id) {
+    std::lock_guard<std::mutex> lock(volumes_mutex_);
+    auto it = volumes_.find(id);
+    return it == volumes_.end() ? nullptr : it->second;
+}
+
+int Fs::opens_of(const std::shared_ptr<VolumeState>& st) {
+    if (!st) return 0;
+    std::lock_guard<std::mutex> lock(volumes_mutex_);
+    return st->opens;
+}
+
+// An LV the core hid while bdfs held it open goes at the last close (now, if
+// that came meanwhile).
+void Fs::note_hidden(const std::shared_ptr<VolumeState>& st, const std::string& lv) {
+    bool closed = true;
+    if (st) {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
-        auto it = file_ids_.find(f);
-        if (it != file_ids_.end()) {
-            auto st = volumes_.find(it->second);
-            if (st != volumes_.end() && --st->second->opens == 0) {
-                unlinked = st->second->unlinked_path;
-                volumes_.erase(st);
-            }
-            file_ids_.erase(it);
-        }
+        st->hidden_lv = lv;
+        closed = st->opens == 0;
     }
-    delete f;
-    if (!unlinked.empty())
-        if (Result<std::vector<std::string>> r = ex_.remove_volume(unlinked, false); !r)
-            log_error("delete unlinked volume at last close", r.error());
+    if (closed)
+        if (Result<void> r = ex_.reap(lv); !r) log_error("remove a replaced volume", r.error());
+}
+
+void Fs::release(OpenFile* f) noexcept {
+    try {
+        if (f->fd >= 0) close(f->fd);
+        std::string hidden;
+        {
+            std::lock_guard<std::mutex> lock(volumes_mutex_);
+            auto it = file_ids_.find(f);
+            if (it != file_ids_.end()) {
+                auto st = volumes_.find(it->second);
+                if (st != volumes_.end() && --st->second->opens == 0) {
+                    hidden = st->second->hidden_lv;
+                    volumes_.erase(st);
+                }
+                file_ids_.erase(it);
+            }
+        }
+        delete f;
+        if (!hidden.empty())
+            if (Result<void> r = ex_.reap(hidden); !r)
+                log_error("remove an unlinked volume at its last close", r.error());
+    } catch (const std::exception& e) {
+        log_error("release", bd::Error{EIO, std::string("internal error: ") + e.what()});
+    } catch (...) {
+        log_error("release", bd::Error{EIO, "internal error"});
+    }
+}
+
+// Emptying or punching a whole file destroys its data as rm does, so it is
+// refused as rm is while a program outside bdfs (a VM) holds the volume open.
+Result<void> Fs::check_not_held_elsewhere(const bd::Volume& v) {
+    Result<bd::DmInfo> info = bd::dm_info(bd::dm_name(ex_.vg(), v.lv));
+    if (info && info->exists && info->open_count > opens_of(state_by_id(v.id)))
+        return bd::fail(EBUSY, fmt::format("\"{}\" is open outside bdfs (a VM?); emptying it would "
+                                           "destroy its data under it",
+                                           v.path));
+    return {};
+}
+
+// A thin LV reads zeros where it is unmapped, so whole pool blocks are
+// discarded; a linear LV keeps old data after a discard, so it is zeroed.
+Result<void> Fs::zero_device(int fd, bool thick, uint64_t off, uint64_t len,
+                             const std::string& what) {
+    uint64_t range[2] = {off, len};
+    if (ioctl(fd, thick ? BLKZEROOUT : BLKDISCARD, range) < 0)
+        return bd::fail(errno, fmt::format("{} of \"{}\": {}", thick ? "BLKZEROOUT" : "BLKDISCARD",
+                                           what, strerror(errno)));
+    space_.invalidate();
+    return {};
 }
 
 // ---- sizes -------------------------------------------------------------------
 
+// Two steps, the data first: a crash between them leaves the file at its
+// size, reading zeros (the data is gone, as asked); truncating again finishes.
+// The other order could leave old data to reappear when the file grows.
 Result<void> Fs::empty_volume(const bd::Volume& v) {
     if (v.read_only) return bd::fail(EROFS, fmt::format("\"{}\" is a read-only snapshot", v.path));
     if (v.xattrs.count(kUnsizedXattr)) return {};
-    int fd = ::open(ex_.device(v).c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return bd::fail(errno, fmt::format("open({}): {}", ex_.device(v), strerror(errno)));
-    uint64_t range[2] = {0, v.size};
-    int rc = ioctl(fd, BLKDISCARD, range);
-    int err = errno;
-    close(fd);
-    if (rc < 0) return bd::fail(err, fmt::format("discard of \"{}\": {}", v.path, strerror(err)));
-    space_.invalidate();
+    // The core checks, under its lock, that the path still holds this volume
+    // and that no one outside bdfs holds it; the descriptor stays on it.
+    Result<bd::Fd> fd = ex_.open_to_empty({v.path, v.id}, opens_of(state_by_id(v.id)));
+    if (!fd) return tl::unexpected(fd.error());
+    bool thick = v.type == bd::VolumeType::kThick;
+    if (Result<void> ok = zero_device(fd->get(), thick, 0, v.size, v.path); !ok) return ok;
     return set_unsized(v, true);
 }
 
@@ -277,8 +342,10 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
     if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
     if (Result<void> ok = ensure_size(f, uint64_t(off) + size, who); !ok)
         return tl::unexpected(ok.error());
-    if (Result<void> ok = space_.reserve(size, who.reserve); !ok)
-        return tl::unexpected(ok.error());
+    // A linear LV is all allocated, outside the thin pool: nothing to reserve.
+    if (!f->thick)
+        if (Result<void> ok = space_.reserve(size, who.reserve); !ok)
+            return tl::unexpected(ok.error());
     const char* src = buf;
     if (f->direct) {
         char* bounce = aligned_buffer();
@@ -320,8 +387,8 @@ Result<void> Fs::fsync(OpenFile* f, bool datasync) {
 
 // Whole pool blocks are discarded (thin unmaps them, so they read as zeros);
 // the partial blocks at either end are written with zeros.
-Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t chunk,
-                            const bd::Actor& who) {
+Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, const bd::Actor& who) {
+    uint64_t chunk = f->thick ? 4096 : chunk_size_;
     uint64_t end = off + len;
     uint64_t first = (off + chunk - 1) / chunk * chunk, last = end / chunk * chunk;
     static const std::vector<char> zeros(kMaxIo, 0);
@@ -335,10 +402,8 @@ Result<void> Fs::zero_range(OpenFile* f, uint64_t off, uint64_t len, uint64_t ch
     };
     if (first >= last) return zero(off, end);
     if (Result<void> ok = zero(off, first); !ok) return ok;
-    uint64_t range[2] = {first, last - first};
-    if (ioctl(f->fd, BLKDISCARD, range) < 0)
-        return bd::fail(errno, fmt::format("BLKDISCARD: {}", strerror(errno)));
-    space_.invalidate();
+    if (Result<void> ok = zero_device(f->fd, f->thick, first, last - first, "an open file"); !ok)
+        return ok;
     return zero(last, end);
 }
 
@@ -351,14 +416,27 @@ Result<void> Fs::fallocate(OpenFile* f, int mode, off_t off, off_t len, const bd
         st->clone_of.clear();
     }
     uint64_t end = uint64_t(off) + uint64_t(len);
+    bool reserve = !(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE));
+    // A thin volume has no way to reserve blocks short of writing them: say
+    // so, and posix_fallocate(3) writes them itself. A linear one is all there.
+    if (reserve && !f->thick)
+        return bd::fail(EOPNOTSUPP, "thin volumes reserve no space: blocks are allocated as "
+                                    "they are written");
     if (!(mode & FALLOC_FL_KEEP_SIZE))
         if (Result<void> ok = ensure_size(f, end, who); !ok) return ok;
-    if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) return {};  // thin: no reservation
+    if (reserve) return {};
     Result<uint64_t> size = device_size(f->fd);
     if (!size) return tl::unexpected(size.error());
     end = std::min(end, *size);
     if (uint64_t(off) >= end) return {};
-    return zero_range(f, uint64_t(off), end - uint64_t(off), chunk_size_, who);
+    if (off == 0 && end == *size) {
+        std::string id;
+        state_of(f, &id);
+        Result<bd::Volume> v = volume_of(id);
+        if (!v) return tl::unexpected(v.error());
+        if (Result<void> ok = check_not_held_elsewhere(*v); !ok) return ok;
+    }
+    return zero_range(f, uint64_t(off), end - uint64_t(off), who);
 }
 
 // ---- copies ------------------------------------------------------------------
@@ -378,8 +456,10 @@ Result<size_t> Fs::copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t of
     return done;
 }
 
-// The whole source into a fresh, empty destination: replace the destination's
-// volume with a thin snapshot of the source (the core's clone).
+// The whole source into a fresh, empty destination that only this open file
+// holds: the core's clone_into makes the destination a copy-on-write clone of
+// the source in one commit, keeping its id, owner and mode; the old LV, hidden
+// under this descriptor, is reaped once the descriptor moves to the clone.
 Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd::Actor& who) {
     std::string src_id, dst_id;
     std::shared_ptr<VolumeState> dst_st = state_of(out, &dst_id);
@@ -389,51 +469,31 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd:
     const bd::Volume* src = (*tree)->find_id(src_id);
     const bd::Volume* dst = (*tree)->find_id(dst_id);
     if (!src || !dst) return bd::fail(ENOENT, "volume is gone");
-    bd::Volume old = *dst;
-    // Our descriptor holds the old LV open; the core refuses to delete an open LV.
-    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    dup2(null_fd, out->fd);
-    close(null_fd);
-    Result<std::vector<std::string>> removed = ex_.remove_volume(old.path, false);
-    Result<bd::Volume> made = removed ? ex_.clone(src->path, old.path, false, {}, who)
-                                      : Result<bd::Volume>(tl::unexpected(removed.error()));
-    if (made && (made->uid != old.uid || made->gid != old.gid || made->mode != old.mode)) {
-        bd::Attrs a;
-        a.uid = old.uid;
-        a.gid = old.gid;
-        a.mode = old.mode;
-        if (Result<bd::Volume> ok = ex_.set_attrs(old.path, a, who); ok) made = ok;
-    }
-    if (!made && removed) {  // put an empty file back so the open file stays usable
-        bd::NewVolume nv{old.path, ex_.extent_size(), false, "raw", {}};
-        nv.attrs.uid = old.uid;
-        nv.attrs.gid = old.gid;
-        nv.attrs.mode = old.mode;
-        nv.attrs.xattrs[kUnsizedXattr] = "1";
-        Result<bd::Volume> again = ex_.create_volume(nv, who);
-        if (again) made = again;
-    }
-    const bd::Volume& now = made ? *made : old;
-    int fd = ::open(ex_.device(now).c_str(), O_RDWR | O_CLOEXEC | (out->direct ? O_DIRECT : 0));
-    if (fd < 0 || !removed) {
-        out->lost = fd < 0;
-    }
-    if (fd >= 0) {
-        dup2(fd, out->fd);
-        close(fd);
-    }
-    if (made && made->id != old.id) {
+    uint64_t src_size = src->size;
+    // `out` is the one descriptor bdfs holds on dst (swapping keeps it so).
+    Result<bd::Placed> placed = ex_.clone_into({src->path, src_id}, {dst->path, dst_id}, who, 1);
+    if (!placed) return tl::unexpected(placed.error());
+    bd::Fd fd(::open(ex_.device(placed->volume).c_str(),
+                     O_RDWR | O_CLOEXEC | (out->direct ? O_DIRECT : 0)));
+    bool moved = fd && dup3(fd.get(), out->fd, O_CLOEXEC) >= 0;
+    int err = errno;
+    out->lost = !moved;  // the clone is committed; only this descriptor could not follow it
+    {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
-        volumes_.erase(old.id);
-        volumes_[made->id] = dst_st;
-        file_ids_[out] = made->id;
-        dst_st->unsized = made->xattrs.count(kUnsizedXattr) > 0;
-        dst_st->clone_of = made->xattrs.count(kUnsizedXattr) ? "" : src_id;
+        dst_st->unsized = false;
+        dst_st->clone_of = src_id;
     }
-    if (made && made->id != old.id) rekey({Kind::kFile, old.id}, {Kind::kFile, made->id});
-    if (!removed) return tl::unexpected(removed.error());
-    if (!made || made->xattrs.count(kUnsizedXattr)) return bd::fail(EIO, "clone failed");
-    return size_t(std::min<uint64_t>({len, src->size, kMaxReply}));
+    // The old data is unheld once `out` moved; else it goes at out's close.
+    if (!placed->hidden_lv.empty()) {
+        if (!moved)
+            note_hidden(dst_st, placed->hidden_lv);
+        else if (Result<void> r = ex_.reap(placed->hidden_lv); !r)
+            log_error("remove the data a clone replaced", r.error());
+    }
+    if (!moved)
+        return bd::fail(EIO, fmt::format("cannot follow the clone to {}: {}",
+                                         ex_.device(placed->volume), strerror(err)));
+    return size_t(std::min<uint64_t>({len, src_size, kMaxReply}));
 }
 
 Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
@@ -445,13 +505,21 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
     {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
         whole = off_in == 0 && off_out == 0 && dst_st->unsized && dst_st->opens == 1 &&
-                !src_st->unsized && src_id != dst_id;
+                !dst_st->swapping && !src_st->unsized && src_id != dst_id;
+        dst_st->swapping = whole;
         // The rest of a copy whose start we already cloned (replies are capped at 4 GiB).
         done_by_clone = off_in == off_out && dst_st->clone_of == src_id && !src_id.empty();
     }
     if (whole) {
+        Result<size_t> cloned = bd::fail(EOPNOTSUPP, "not the whole source");
         Result<uint64_t> src_size = device_size(in->fd);
-        if (src_size && len >= *src_size) return clone_into(in, out, len, who);
+        if (src_size && len >= *src_size) cloned = clone_into(in, out, len, who);
+        {
+            std::lock_guard<std::mutex> lock(volumes_mutex_);
+            dst_st->swapping = false;
+        }
+        swap_done_.notify_all();
+        if (cloned || cloned.error().code != EOPNOTSUPP) return cloned;  // thick: copy below
     }
     if (done_by_clone) {
         Result<uint64_t> size = device_size(in->fd);

@@ -170,7 +170,10 @@ int main(int argc, char* argv[]) {
     }
     // libdevmapper sets up its control channel on first use: do that before threads start.
     (void)bd::dm_thin_pool_status_noflush(ex->vg(), ex->thinpool());
-    bdfs::Fs fs(std::move(*ex), opts);
+    // The catalog cache keys on LVM's backup of the VG: ask LVM where it is.
+    bd::Result<std::string> backup_dir = bd::lvm_backup_dir(runner);
+    if (!backup_dir) fmt::print(stderr, "bdfs: warning: {}\n", backup_dir.error().message);
+    bdfs::Fs fs(std::move(*ex), opts, backup_dir.value_or(""));
     fs.reap_unlinked();
 
     // Kernel permission checks always: bdfs keeps owners and modes but does no checks itself.
