@@ -390,8 +390,22 @@ void do_rename(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     std::string dst = same_export_path(spec, o.second);
     Export ex = open_export(spec.export_name, Access::kChange);
-    Volume v = must(ex.rename(spec.path, dst));
-    print_volume(o, ex, v, "renamed to");
+    Result<Volume> v = ex.rename(spec.path, dst, caller());
+    // No such volume: a directory moves, with everything below it, in one
+    // commit (dir_ops.cc).
+    if (!v && v.error().code == ENOENT) {
+        Catalog cat = must(ex.scan());
+        if (is_directory(cat, spec.path)) {
+            must(ex.rename_dir(spec.path, dst, caller()));
+            if (o.json)
+                std::cout << json{{"renamed", spec.path}, {"to", dst}}.dump(2) << "\n";
+            else
+                fmt::print("renamed directory {}:/{} to /{}\n", ex.name(), shown(spec.path),
+                           shown(dst));
+            return;
+        }
+    }
+    print_volume(o, ex, must(std::move(v)), "renamed to");
 }
 
 void do_fsck(const Options& o) {
@@ -504,7 +518,7 @@ std::vector<Verb> verbs() {
              c.add_flag("--shrink", o.shrink, "allow making it smaller (data past the end is lost)");
          },
          do_resize},
-        {"rename", "move a volume to a new path in the same export",
+        {"rename", "move a volume, or a directory and all below it, to a new path",
          [](CLI::App& c, Options& o) {
              add_target(c, o, "EXPORT:/path");
              c.add_option("newpath", o.second, "new path")->required();
