@@ -27,7 +27,7 @@ def alive(path):
 class Mount:
     """A running `bdfs EXPORT DIR -f` and its mountpoint."""
 
-    def __init__(self, bd, path, *opts):
+    def __init__(self, bd, path, *opts, env=None):
         self.bd, self.path = bd, str(path)
         try:
             os.mkdir(self.path)
@@ -35,7 +35,8 @@ class Mount:
             pass
         argv = [BDFS, bd.name, self.path, "-f"] + (["-o", ",".join(opts)] if opts else [])
         self.log = open(self.path + ".log", "w+")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {})))
         for _ in range(300):
             if alive(self.path):
                 return

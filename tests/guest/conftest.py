@@ -104,6 +104,11 @@ class Bd:
             h.update(f.read(mib << 20))
         return h.hexdigest()
 
+    def checksum_at(self, path, offset, size):
+        with open(self.device(path), "rb") as f:
+            f.seek(offset)
+            return hashlib.sha256(f.read(size)).hexdigest()
+
     def lvs(self):
         out = sh("lvs", "--noheadings", "-o", "lv_name", self.vg).stdout
         return sorted(line.strip() for line in out.splitlines() if line.strip())

@@ -1,0 +1,70 @@
+"""Full copies (clone --full) from a point in time, outside the export lock,
+refused up front when the pool cannot hold them (issue 9, item 6)."""
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import BDCTL, destroy, make_export
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    b = make_export(tmp_path_factory.mktemp("pv"), "c" + uuid.uuid4().hex[:6],
+                    pool_size="1536M", disk_size="4G")
+    b.create("/src.img", "384M")
+    b.fill("/src.img", 384, "source")
+    yield b
+    destroy(b)
+
+
+def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
+    before_tail = big.checksum_at("/src.img", 383 * MiB, MiB)
+    p = subprocess.Popen([BDCTL, "clone", "--full", big.spec("/src.img"), "/copy.img"],
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    deadline = time.time() + 120
+    while "copying" not in line and time.time() < deadline:
+        line = p.stderr.readline()
+    assert "copying" in line, line
+    # The copy is stopped in the middle (SIGSTOP), so the race is certain.
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        assert p.poll() is None, "the copy ended before the test could race it"
+        # The source changes at its end, which the copy has not reached...
+        big.write("/src.img", b"written during the copy" * 1000, 383 * MiB)
+        # ...and another change goes through: the copy holds no lock.
+        t0 = time.monotonic()
+        big.create("/meanwhile.img", "4M")
+        took = time.monotonic() - t0
+        assert took < 20, f"create waited {took:.0f} s for the copy's lock"
+        # Its target is taken, though: nobody else may make it meanwhile.
+        r = big.run("create", big.spec("/copy.img"), "4M", rc=5)
+        assert "operation in progress" in r.stderr, r.stderr
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    try:
+        assert p.wait(timeout=900) == 0, p.stderr.read()
+        assert big.checksum_at("/copy.img", 383 * MiB, MiB) == before_tail
+        assert big.checksum_at("/src.img", 383 * MiB, MiB) != before_tail
+        assert not [n for n in big.lvs() if n.startswith("_bd_")]
+    finally:
+        big.run("delete", big.spec("/copy.img"), rc=None)
+        big.run("delete", big.spec("/meanwhile.img"), rc=None)
+
+
+def test_a_full_copy_that_cannot_fit_is_refused_before_it_starts(big):
+    big.create("/fat.img", "800M")
+    big.fill("/fat.img", 700, "fat")            # 384 + 700 of 1536 used: 700 will not fit
+    used = big.json("export", "info", big.name)["allocated"]
+    r = big.run("clone", "--full", big.spec("/fat.img"), "/fatcopy.img", rc=6)
+    assert "needs" in r.stderr and "free" in r.stderr, r.stderr
+    assert big.json("export", "info", big.name)["allocated"] == used
+    assert not [n for n in big.lvs() if n.startswith("_bd_")]
+    assert "fatcopy.img" not in big.paths()
+    big.run("delete", big.spec("/fat.img"))
