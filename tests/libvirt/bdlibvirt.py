@@ -75,12 +75,25 @@ def _alive(pid):
         return False
 
 
+# Where the patched libvirt finds bdctl: its path is fixed when libvirt is
+# built (as LVM's tools' are), and bd installs it there. The guest's root is a
+# throwaway overlay, so the tests install the build tree's bdctl there.
+INSTALLED_BDCTL = "/usr/sbin/bdctl"
+
+
+def install_bdctl(target=BDCTL):
+    if os.path.lexists(INSTALLED_BDCTL):
+        os.unlink(INSTALLED_BDCTL)
+    os.symlink(target, INSTALLED_BDCTL)
+
+
 class Daemon:
-    """The patched libvirtd (with virtlogd for the QEMU driver), bdctl in its PATH."""
+    """The patched libvirtd (with virtlogd for the QEMU driver). Its PATH has
+    no bdctl: the backend runs the one its build found (INSTALLED_BDCTL)."""
 
     def __init__(self, prefix):
         self.prefix = prefix
-        self.env = {"PATH": BDCTL_DIR + ":" + os.environ.get("PATH", "/usr/sbin:/usr/bin"),
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                     "LIBVIRT_LOG_OUTPUTS": f"3:file:{LOGFILE}"}
         # Development knob: load storage backends from another directory
         if os.environ.get("BD_LIBVIRT_BACKEND_DIR"):
@@ -92,6 +105,8 @@ class Daemon:
         for d in ("/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt/qemu",
                   "/var/cache/libvirt"):
             os.makedirs(d, exist_ok=True)
+        if not os.path.exists(INSTALLED_BDCTL):
+            install_bdctl()
         if not os.path.exists("/run/libvirt/virtlogd-sock"):
             # the QEMU driver hands QEMU's stdio and file chardevs to virtlogd
             sh(f"{self.prefix}/sbin/virtlogd", "--daemon", env=self.env)

@@ -1,0 +1,113 @@
+"""The libvirt backend's own failure paths (issue 9, item 11): a pool whose
+export went away, an answer bdctl could not give whole, a delete racing a job
+on one of its snapshots, and bdctl found where libvirt's build put it."""
+import os
+import subprocess
+import time
+import uuid
+
+from bdlibvirt import (BDCTL, INSTALLED_BDCTL, LOGFILE, LoopPV, bdctl_json, install_bdctl,
+                       pool_xml, sh, vol_path, write_dev)
+
+MiB = 1 << 20
+
+
+def log_since(offset):
+    with open(LOGFILE, errors="replace") as f:
+        f.seek(offset)
+        return f.read()
+
+
+def log_size():
+    return os.path.getsize(LOGFILE) if os.path.exists(LOGFILE) else 0
+
+
+def test_a_running_pool_whose_export_went_away_is_inactive_after_a_restart(daemon, patched,
+                                                                            tmp_path):
+    name = "gone" + uuid.uuid4().hex[:4]
+    vg = "vg_" + name
+    pv = LoopPV(str(tmp_path), "1G")
+    try:
+        (tmp_path / "pool.xml").write_text(pool_xml(name, vg, pv.dev))
+        patched("pool-define", tmp_path / "pool.xml")
+        patched("pool-build", name)
+        patched("pool-start", name)
+        sh(BDCTL, "export", "delete", name, "--force")   # behind libvirt's back
+        before = log_size()
+        daemon.restart()
+        assert "inactive" in patched("pool-info", name).stdout
+        errors = [l for l in log_since(before).splitlines() if " error : " in l and name in l]
+        assert not errors, errors                         # not an error: just inactive
+        r = patched("pool-start", name, rc=1)
+        assert f"no bd export on '{vg}'" in r.stderr, r.stderr
+    finally:
+        patched("pool-destroy", name, rc=None)
+        patched("pool-undefine", name, rc=None)
+        pv.remove(vg)
+
+
+def test_a_volume_whose_answer_cannot_be_read_is_not_left_behind(pool, patched, name, tmp_path):
+    pname, vg = pool
+    src = name.replace("disk.img", "src.img")
+    patched("vol-create-as", pname, src, "8M")
+    before = sorted(v["path"] for v in bdctl_json("list", pname)["volumes"])
+    # A bdctl that does its work but answers garbage (a crash while printing,
+    # say): no JSON at all, or JSON without the volume's fields.
+    for answer, message in (("not json", "printed no JSON object"),
+                            ('{"answer": "partial"}', "bdctl answer lacks")):
+        wrapper, calls = tmp_path / "bdctl-garbling", tmp_path / "calls"
+        wrapper.write_text(f"#!/bin/sh\necho \"$@\" >>{calls}\n"
+                           f"{BDCTL} \"$@\" >/dev/null\necho '{answer}'\n")
+        wrapper.chmod(0o755)
+        install_bdctl(str(wrapper))
+        try:
+            for args, verb in ((["vol-create-as", pname, name, "8M"], "create"),
+                               (["vol-clone", src, name, "--pool", pname], "clone")):
+                calls.write_text("")
+                r = patched(*args, rc=1)
+                assert message in r.stderr, (args, r.stderr)
+                # bdctl did make the volume, and the backend deleted it again
+                words = [line.split() for line in calls.read_text().splitlines()]
+                assert any(verb in w for w in words), (verb, words)
+                assert any("delete" in w for w in words), (verb, words)
+        finally:
+            install_bdctl()
+        assert sorted(v["path"] for v in bdctl_json("list", pname)["volumes"]) == before, answer
+    patched("pool-refresh", pname)
+    assert name not in patched("vol-list", pname).stdout
+
+
+def test_delete_with_snapshots_waits_for_jobs_on_them(pool, patched, name, tmp_path):
+    pname, _ = pool
+    snap = name.replace("disk.img", "snap")
+    patched("vol-create-as", pname, name, "1G")
+    write_dev(vol_path(patched, pname, name), os.urandom(8 * MiB))
+    patched("vol-create-as", pname, snap, "1G", "--backing-vol", name,
+            "--backing-vol-format", "raw")
+    # A download of the snapshot: a job that holds it in use with the pool unlocked.
+    dl = subprocess.Popen([patched.binary, "-c", patched.uri, "vol-download", snap,
+                           str(tmp_path / "out.raw"), "--pool", pname],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out.raw").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dl.poll() is None, "the download ended before the test could race it"
+        r = patched("vol-delete", name, "--pool", pname, "--delete-snapshots", rc=1)
+        assert f"snapshot '{snap}' of bd volume '{name}' is still in use" in r.stderr, r.stderr
+        assert snap in patched("vol-list", pname).stdout
+        assert dl.wait(timeout=900) == 0, dl.stderr.read()
+    finally:
+        if dl.poll() is None:
+            dl.kill()
+    patched("vol-delete", name, "--pool", pname, "--delete-snapshots")
+    assert snap not in patched("vol-list", pname).stdout
+
+
+def test_the_daemon_finds_bdctl_where_its_build_put_it(daemon, pool, patched):
+    pname, _ = pool
+    with open(f"/proc/{daemon.pid}/environ", "rb") as f:
+        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    assert b"virsh-ext" not in env[b"PATH"]                 # no bdctl in the daemon's PATH
+    assert os.path.realpath(INSTALLED_BDCTL) == os.path.realpath(BDCTL)
+    patched("pool-refresh", pname)
