@@ -314,7 +314,7 @@ def test_user_xattrs_persist(mnt, d):
     os.setxattr(f, "user.note", b"hello world")
     assert os.getxattr(f, "user.note") == b"hello world"
     assert os.listxattr(f) == ["user.note"]
-    assert mnt.bd.info(f"{d}/x") is not None
+    assert mnt.bd.info(f"{d}/x")["xattrs"]["user.note"] == "hello world"
     assert "bd.x=user.note=hello!20world" in sh("lvs", "--noheadings", "-o", "lv_tags",
                                                 f"{mnt.bd.vg}/{lv_of(mnt.bd, f'{d}/x')}").stdout
     with pytest.raises(OSError) as e:

@@ -1,7 +1,12 @@
 """Two bdctl processes racing on the same names: the export lock serializes them."""
+import hashlib
 import subprocess
 
 from conftest import BDCTL
+
+
+def bd_sha(data):
+    return hashlib.sha256(data).hexdigest()
 
 
 def race(*argvs):
@@ -31,7 +36,15 @@ def test_racing_clones_to_one_name(bd):
 
 
 def test_racing_create_and_rename_onto_it(bd):
-    bd.create("/a.img", "8M")
+    a_id = bd.create("/a.img", "8M")["id"]
+    bd.write("/a.img", b"a's data")
     results = race(["create", bd.spec("/b.img"), "8M"], ["rename", bd.spec("/a.img"), "/b.img"])
-    assert sorted(rc for rc, _ in results) == [0, 4], results
-    assert "b.img" in bd.paths()
+    (create_rc, _), (rename_rc, _) = results
+    assert sorted([create_rc, rename_rc]) == [0, 4], results
+    b = bd.info("/b.img")
+    if rename_rc == 0:   # the rename won: a's volume and data are at b, a is gone
+        assert b["id"] == a_id and bd.paths() == ["b.img"]
+        assert bd.checksum_at("/b.img", 0, 8) == bd_sha(b"a's data")
+    else:                # the create won: a new, empty b; a untouched
+        assert b["id"] != a_id and bd.paths() == ["a.img", "b.img"]
+        assert bd.info("/a.img")["id"] == a_id and b["allocated"] == 0

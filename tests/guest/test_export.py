@@ -19,7 +19,9 @@ def test_export_info_reports_pool_usage(bd):
     assert info["volumes"] == 1 and info["leftovers"] == 0
     listed = {e["name"]: e for e in bd.json("export", "list")["exports"]}
     assert listed[bd.name]["vg"] == bd.vg
-    assert "metadata" in bd.run("export", "info", bd.name).stdout
+    human = bd.run("export", "info", bd.name).stdout
+    assert f"data {info['data_percent']:.1f}%, metadata {info['metadata_percent']:.1f}%" in human
+    assert "when full: error (VMs pause)" in human and f"{bd.name}: VG {bd.vg}" in human
 
 
 def test_export_tags_live_on_the_vg(bd):

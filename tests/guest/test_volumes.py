@@ -261,8 +261,10 @@ def test_activate(shared_bd):
     assert shared_bd.info("/skipped")["active"]
     # several at once: one lvchange (a pool start after a reboot)
     sh("lvchange", "-an", f"{shared_bd.vg}/{v['lv']}", f"{shared_bd.vg}/skipped")
-    assert sorted(shared_bd.json("activate", shared_bd.name)["activated"]) == ["act/a.img",
-                                                                             "skipped"]
+    r = shared_bd.run("--json", "activate", shared_bd.name, env={"BD_TRACE": "1"})
+    assert sorted(json.loads(r.stdout)["activated"]) == ["act/a.img", "skipped"]
+    runs = [l for l in r.stderr.splitlines() if l.startswith("bd: run: lvchange")]
+    assert len(runs) == 1 and "--activate y" in runs[0], r.stderr
     assert shared_bd.info("/act/a.img")["active"] and shared_bd.info("/skipped")["active"]
     listed = shared_bd.json("list", shared_bd.name)
     assert listed["export"]["size"] == 512 << 20 and "data_percent" in listed["export"]
