@@ -11,20 +11,22 @@ import pytest
 from conftest import BDCTL, destroy, make_export
 
 MiB = 1 << 20
+SRC_MIB = 192
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
+    # The guest keeps its PV files in RAM (tmpfs), so the sizes stay small.
     b = make_export(tmp_path_factory.mktemp("pv"), "c" + uuid.uuid4().hex[:6],
-                    pool_size="1536M", disk_size="4G")
-    b.create("/src.img", "384M")
-    b.fill("/src.img", 384, "source")
+                    pool_size="768M", disk_size="2G")
+    b.create("/src.img", f"{SRC_MIB}M")
+    b.fill("/src.img", SRC_MIB, "source")
     yield b
     destroy(b)
 
 
 def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
-    before_tail = big.checksum_at("/src.img", 383 * MiB, MiB)
+    before_tail = big.checksum_at("/src.img", (SRC_MIB - 1) * MiB, MiB)
     p = subprocess.Popen([BDCTL, "clone", "--full", big.spec("/src.img"), "/copy.img"],
                          stderr=subprocess.PIPE, text=True)
     line = p.stderr.readline()
@@ -37,7 +39,7 @@ def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
     try:
         assert p.poll() is None, "the copy ended before the test could race it"
         # The source changes at its end, which the copy has not reached...
-        big.write("/src.img", b"written during the copy" * 1000, 383 * MiB)
+        big.write("/src.img", b"written during the copy" * 1000, (SRC_MIB - 1) * MiB)
         # ...and another change goes through: the copy holds no lock.
         t0 = time.monotonic()
         big.create("/meanwhile.img", "4M")
@@ -50,8 +52,8 @@ def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
         os.kill(p.pid, signal.SIGCONT)
     try:
         assert p.wait(timeout=900) == 0, p.stderr.read()
-        assert big.checksum_at("/copy.img", 383 * MiB, MiB) == before_tail
-        assert big.checksum_at("/src.img", 383 * MiB, MiB) != before_tail
+        assert big.checksum_at("/copy.img", (SRC_MIB - 1) * MiB, MiB) == before_tail
+        assert big.checksum_at("/src.img", (SRC_MIB - 1) * MiB, MiB) != before_tail
         assert not [n for n in big.lvs() if n.startswith("_bd_")]
     finally:
         big.run("delete", big.spec("/copy.img"), rc=None)
@@ -59,8 +61,8 @@ def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
 
 
 def test_a_full_copy_that_cannot_fit_is_refused_before_it_starts(big):
-    big.create("/fat.img", "800M")
-    big.fill("/fat.img", 700, "fat")            # 384 + 700 of 1536 used: 700 will not fit
+    big.create("/fat.img", "700M")
+    big.fill("/fat.img", 480, "fat")            # 192 + 480 of 768 used: 480 will not fit
     used = big.json("export", "info", big.name)["allocated"]
     r = big.run("clone", "--full", big.spec("/fat.img"), "/fatcopy.img", rc=6)
     assert "needs" in r.stderr and "free" in r.stderr, r.stderr

@@ -2,6 +2,8 @@
 export went away, an answer bdctl could not give whole, a delete racing a job
 on one of its snapshots, and bdctl found where libvirt's build put it."""
 import os
+import re
+import signal
 import subprocess
 import time
 import uuid
@@ -80,26 +82,45 @@ def test_a_volume_whose_answer_cannot_be_read_is_not_left_behind(pool, patched, 
 def test_delete_with_snapshots_waits_for_jobs_on_them(pool, patched, name, tmp_path):
     pname, _ = pool
     snap = name.replace("disk.img", "snap")
+    copy = name.replace("disk.img", "copy.qcow2")
     patched("vol-create-as", pname, name, "1G")
-    write_dev(vol_path(patched, pname, name), os.urandom(8 * MiB))
+    write_dev(vol_path(patched, pname, name), os.urandom(64 * MiB))
     patched("vol-create-as", pname, snap, "1G", "--backing-vol", name,
             "--backing-vol-format", "raw")
-    # A download of the snapshot: a job that holds it in use with the pool unlocked.
-    dl = subprocess.Popen([patched.binary, "-c", patched.uri, "vol-download", snap,
-                           str(tmp_path / "out.raw"), "--pool", pname],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A copy of the snapshot into another format: qemu-img runs with the pool
+    # unlocked and the snapshot marked in use by the driver. It is stopped
+    # mid-way (SIGSTOP), so the race is certain. The driver's own accounting
+    # must refuse the delete: bdctl's open check is a last line, and an
+    # error from it would mean libvirt went ahead with a job in flight.
+    (tmp_path / "copy.xml").write_text(
+        f"<volume><name>{copy}</name><capacity unit='bytes'>{1 << 30}</capacity>"
+        "<target><format type='qcow2'/></target></volume>")
+    job = subprocess.Popen([patched.binary, "-c", patched.uri, "vol-create-from", pname,
+                            str(tmp_path / "copy.xml"), snap, "--inputpool", pname],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    source = vol_path(patched, pname, snap)
+    stopped = None
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "out.raw").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert dl.poll() is None, "the download ended before the test could race it"
+        deadline = time.monotonic() + 120
+        while stopped is None and job.poll() is None and time.monotonic() < deadline:
+            r = subprocess.run(["pgrep", "-f", f"qemu-img convert .*{re.escape(source)}"],
+                               stdout=subprocess.PIPE, text=True)
+            for pid in r.stdout.split():
+                os.kill(int(pid), signal.SIGSTOP)
+                stopped = int(pid)
+            time.sleep(0.02)
+        assert stopped, "the copy ended before the test could race it"
         r = patched("vol-delete", name, "--pool", pname, "--delete-snapshots", rc=1)
         assert f"snapshot '{snap}' of bd volume '{name}' is still in use" in r.stderr, r.stderr
         assert snap in patched("vol-list", pname).stdout
-        assert dl.wait(timeout=900) == 0, dl.stderr.read()
+        os.kill(stopped, signal.SIGCONT)
+        assert job.wait(timeout=900) == 0, job.stderr.read()
     finally:
-        if dl.poll() is None:
-            dl.kill()
+        if stopped and job.poll() is None:
+            os.kill(stopped, signal.SIGCONT)
+        if job.poll() is None:
+            job.kill()
+    patched("vol-delete", copy, "--pool", pname)
     patched("vol-delete", name, "--pool", pname, "--delete-snapshots")
     assert snap not in patched("vol-list", pname).stdout
 
