@@ -6,6 +6,7 @@ bdctl plays the other front; a process holding /dev/VG/LV plays a VM.
 import errno
 import fcntl
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -13,7 +14,7 @@ import uuid
 import pytest
 
 from bdfs_mount import Mount
-from conftest import BUILD, destroy, lv_name, make_export, sh
+from conftest import BUILD, Bd, destroy, lv_name, make_export, sh
 from devio import read_at as read, write_at as write
 
 IOTOOL = os.path.join(BUILD, "fuse-view", "bdfs-iotool")
@@ -175,19 +176,55 @@ def test_emptying_a_file_a_vm_holds_is_refused_as_rm_is(mnt, d):
 
 
 # 7. Thick volumes: zeroing means zeros
-def test_a_thick_volume_reads_zeros_after_punch_zero_range_and_truncate(mnt, d):
-    bd = mnt.bd
-    bd.create(f"/{d}/thick", "8M", "--thick")
-    bd.fill(f"/{d}/thick", 8, "old data")
-    f = mnt.p(d, "thick")
+@pytest.fixture
+def nodiscard(tmp_path):
+    """An export whose PV cannot discard, as many disks cannot (or discard
+    without zeroing). The guest's loop devices zero what they discard (tmpfs
+    punches holes), which would hide the difference; a device-mapper snapshot
+    target (of a dm-zero origin, its writes kept on a loop device, after a
+    header so that LVM sees no second PV label there) passes no
+    discard at all."""
+    name = "z" + uuid.uuid4().hex[:6]
+    img = tmp_path / "cow.img"
+    sh("truncate", "-s", "160M", img)
+    loop = sh("losetup", "--find", "--show", img).stdout.strip()
+    zero, dm = f"bdzero-{name}", f"bdnd-{name}"
+    sectors = 256 * MiB // 512
+    sh("dmsetup", "create", zero, "--table", f"0 {sectors} zero")
+    sh("dmsetup", "create", dm, "--table",
+       f"0 {sectors} snapshot /dev/mapper/{zero} {loop} P 8")
+    pv = f"/dev/mapper/{dm}"
+    rdev = os.stat(pv).st_rdev
+    with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/queue/"
+              "discard_max_bytes") as k:
+        assert k.read().strip() == "0"                   # the premise holds
+    b = Bd(name, f"vg_{name}", pv)
+    try:
+        b.run("export", "create", name, "--vg", b.vg, "--pv", pv, "--size", "64M")
+        m = Mount(b, tmp_path / "mnt")
+        yield m
+        m.unmount()
+    finally:
+        sh("vgremove", "-f", "-y", b.vg, check=False)
+        sh("pvremove", "-f", "-y", pv, check=False)
+        sh("dmsetup", "remove", dm, check=False)
+        sh("dmsetup", "remove", zero, check=False)
+        sh("losetup", "-d", loop, check=False)
+
+
+def test_a_thick_volume_reads_zeros_after_punch_zero_range_and_truncate(nodiscard):
+    mnt, bd = nodiscard, nodiscard.bd
+    bd.create("/thick", "8M", "--thick")
+    bd.fill("/thick", 8, "old data")
+    f = mnt.p("thick")
     iotool("fallocate", f, "punch", MiB, 2 * MiB)
     assert read(f, 2 * MiB, MiB) == bytes(2 * MiB)
     iotool("fallocate", f, "zero-keep", 4 * MiB, MiB + 123)
     assert read(f, MiB + 123, 4 * MiB) == bytes(MiB + 123)
     assert read(f, MiB, 0) != bytes(MiB)                        # the rest is kept
-    mnt.run(f": > {d}/thick && truncate -s 8M {d}/thick")
+    mnt.run(": > thick && truncate -s 8M thick")
     assert read(f, 8 * MiB) == bytes(8 * MiB)                  # nothing old shows through
-    assert read(bd.device(f"/{d}/thick"), 8 * MiB) == bytes(8 * MiB)
+    assert read(bd.device("/thick"), 8 * MiB) == bytes(8 * MiB)
 
 
 # 8. fallocate(0) on a thin file
@@ -201,6 +238,32 @@ def test_fallocate_does_not_pretend_to_reserve_thin_space(mnt, d):
     assert "not supported" in r.stderr, r.stderr
     bd.create(f"/{d}/thick", "8M", "--thick")
     iotool("fallocate", mnt.p(d, "thick"), "alloc", 0, 4 * MiB)   # all there already
+
+
+# 10. Threads: LVM started from a libfuse worker (which blocks every signal)
+def test_lvm_started_by_bdfs_blocks_no_signal(mnt, d, tmp_path):
+    bd = mnt.bd
+    wrap, seen = tmp_path / "bin", tmp_path / "sigblk"
+    wrap.mkdir()
+    real = shutil.which("lvcreate")
+    assert real, "no lvcreate on PATH"
+    # Python, not sh: a shell may reset its signal mask before reading it.
+    (wrap / "lvcreate").write_text(
+        "#!/usr/bin/python3 -S\nimport os, sys\n"
+        "with open('/proc/self/status') as s:\n"
+        "    mask = [l.split()[1] for l in s if l.startswith('SigBlk:')][0]\n"
+        f"with open('{seen}', 'a') as o:\n    o.write(mask + '\\n')\n"
+        f"os.execv('{real}', ['{real}'] + sys.argv[1:])\n")
+    (wrap / "lvcreate").chmod(0o755)
+    m = Mount(bd, tmp_path / "m", env={"PATH": f"{wrap}:{os.environ['PATH']}"})
+    try:
+        m.run(f"truncate -s 4M {d}/sig.img")
+    finally:
+        m.unmount()
+    masks = seen.read_text().split()
+    assert masks, "LVM never ran through the wrapper"
+    assert all(int(x, 16) == 0 for x in masks), masks   # nothing blocked: signals work
+    assert bd.info(f"/{d}/sig.img")["size"] == 4 * MiB
 
 
 # 9. Cache coherence

@@ -1,6 +1,9 @@
 """Full copies (clone --full) from a point in time, outside the export lock,
-refused up front when the pool cannot hold them (issue 9, item 6)."""
+refused up front when the pool cannot hold them (issue 9, item 6); a rollback
+that a VM races (item 5)."""
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -70,3 +73,49 @@ def test_a_full_copy_that_cannot_fit_is_refused_before_it_starts(big):
     assert not [n for n in big.lvs() if n.startswith("_bd_")]
     assert "fatcopy.img" not in big.paths()
     big.run("delete", big.spec("/fat.img"))
+
+
+def test_a_volume_a_vm_opens_during_rollback_keeps_its_disk(bd, tmp_path):
+    """Rollback checks that the volume is closed, then commits. A VM that opens
+    it in between (made certain: LVM's command that would commit waits in a
+    wrapper until the VM has opened the disk) must keep writing to the volume
+    its path names; rollback then fails whole, and nothing is left over."""
+    bd.create("/rb.img", "8M")
+    bd.write("/rb.img", b"before")
+    bd.json("snapshot", bd.spec("/rb.img"), "s1")
+    bd.write("/rb.img", b"after!")
+    lv = os.path.basename(bd.device("/rb.img"))
+    wrap = tmp_path / "bin"
+    wrap.mkdir()
+    paused, go = tmp_path / "paused", tmp_path / "go"
+    for tool in ("lvremove", "lvrename"):      # whichever commits, it waits once
+        real = shutil.which(tool)
+        (wrap / tool).write_text(
+            "#!/bin/sh\n"
+            f'case " $* " in *"/{lv} "*|*" {lv} "*)\n'
+            f'  if [ ! -e {paused} ]; then touch {paused}\n'
+            f'    while [ ! -e {go} ]; do sleep 0.05; done; fi ;;\nesac\n'
+            f'exec {real} "$@"\n')
+        (wrap / tool).chmod(0o755)
+    env = dict(os.environ, PATH=f"{wrap}:{os.environ['PATH']}")
+    p = subprocess.Popen([BDCTL, "rollback", bd.spec("/rb.img"), "s1"], env=env,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not paused.exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert paused.exists(), f"rollback never reached its commit: {p.stderr.read()}"
+    vm = os.open(f"/dev/{bd.vg}/{lv}", os.O_RDWR)        # the VM opens its disk
+    try:
+        go.touch()
+        assert p.wait(timeout=120) != 0
+        err = p.stderr.read()
+        assert "is open" in err, err
+        os.pwrite(vm, b"vm-write", 0)
+        os.fsync(vm)
+    finally:
+        os.close(vm)
+    # The path still names the LV the VM wrote to; the snapshot stays.
+    assert bd.checksum_at("/rb.img", 0, 8) == hashlib.sha256(b"vm-write").hexdigest()
+    assert "rb.img@s1" in bd.paths()
+    assert not [n for n in bd.lvs() if n.startswith("_bd_")]
+    assert bd.json("fsck", bd.name)["clean"]
