@@ -1,6 +1,8 @@
 """The libvirt backend's own failure paths (issue 9, item 11): a pool whose
 export went away, an answer bdctl could not give whole, a delete racing a job
-on one of its snapshots, and bdctl found where libvirt's build put it."""
+on one of its snapshots, a refresh that opens no volume, and bdctl found where
+libvirt's build put it."""
+import ctypes
 import os
 import re
 import signal
@@ -123,6 +125,42 @@ def test_delete_with_snapshots_waits_for_jobs_on_them(pool, patched, name, tmp_p
     patched("vol-delete", copy, "--pool", pname)
     patched("vol-delete", name, "--pool", pname, "--delete-snapshots")
     assert snap not in patched("vol-list", pname).stdout
+
+
+IN_OPEN = 0x20
+
+
+def opens_seen(fd):
+    """IN_OPEN events queued on an inotify descriptor (each 16 bytes: file watches
+    carry no name)."""
+    n = 0
+    while True:
+        try:
+            n += len(os.read(fd, 4096)) // 16
+        except BlockingIOError:
+            return n
+
+
+def test_refresh_opens_no_volume(pool, patched, name):
+    """A refresh that opens every LV makes a delete racing it fail with EBUSY
+    (LVM refuses to remove an open LV): it reads what bd recorded instead."""
+    pname, _ = pool
+    patched("vol-create-as", pname, name, "8M")
+    dev = os.path.realpath(vol_path(patched, pname, name))
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        assert libc.inotify_add_watch(fd, dev.encode(), IN_OPEN) >= 0, \
+            os.strerror(ctypes.get_errno())
+        os.close(os.open(dev, os.O_RDONLY))
+        assert opens_seen(fd) == 1                       # the watch sees an open
+        patched("pool-refresh", pname)
+        assert name in patched("vol-list", pname).stdout
+        assert opens_seen(fd) == 0
+    finally:
+        os.close(fd)
+    patched("vol-delete", name, "--pool", pname)
 
 
 def test_the_daemon_finds_bdctl_where_its_build_put_it(daemon, pool, patched):
