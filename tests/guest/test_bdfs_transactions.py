@@ -83,6 +83,18 @@ def test_an_open_file_follows_its_volume_not_its_old_path(mnt, d):
         os.close(fd)
 
 
+def sleeping_thread(pid):
+    """Whether a thread of `pid` is in nanosleep or clock_nanosleep (x86-64)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                if f.read().split()[0] in ("35", "230"):
+                    return True
+        except (OSError, IndexError):
+            pass
+    return False
+
+
 def test_a_volume_swapped_under_bdfs_is_never_the_one_it_deletes(mnt, d):
     """bdfs has looked "a" up when another front, under the export lock,
     renames it to "b" and makes a new "a": bdfs's delete, which waited for
@@ -97,8 +109,13 @@ def test_a_volume_swapped_under_bdfs_is_never_the_one_it_deletes(mnt, d):
     with open(f"{run_dir}/vg-{vg_uuid}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rm = subprocess.Popen(["rm", "-f", mnt.p(d, "a")], stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
+        # The core polls the lock with usleep: a bdfs thread asleep is one
+        # that has looked "a" up and waits for the lock.
+        deadline = time.monotonic() + 60
+        while not sleeping_thread(mnt.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert rm.poll() is None, "bdfs did not wait for the export lock"
+        assert sleeping_thread(mnt.proc.pid), "bdfs never waited for the export lock"
         # What `bdctl rename a b; bdctl create a` does, by hand, under the lock.
         a, b = lv_name(f"{d}/a"), lv_name(f"{d}/b")
         sh("lvrename", "--", bd.vg, a, b)
@@ -108,7 +125,8 @@ def test_a_volume_swapped_under_bdfs_is_never_the_one_it_deletes(mnt, d):
            "--name", a, "--addtag", "bd.v=1", "--addtag", f"bd.path={d}/a",
            "--addtag", "bd.id=swapped", "--", bd.vg)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    rc = rm.wait(timeout=120)
+    _, err = rm.communicate(timeout=120)
+    rc = rm.returncode
     # bdfs refused the stale reference: the core saw another volume at "a".
     assert (f'is now another volume (id swapped, where {old_id} was expected)'
             in mnt.logtext()), mnt.logtext()
@@ -119,7 +137,7 @@ def test_a_volume_swapped_under_bdfs_is_never_the_one_it_deletes(mnt, d):
     if rc == 0:
         assert f"{d}/a" not in bd.paths()
     else:
-        assert "Stale file handle" in rm.stderr, rm.stderr
+        assert "Stale file handle" in err, err
         assert bd.info(f"/{d}/a")["id"] == "swapped"
 
 
@@ -189,27 +207,30 @@ def nodiscard(tmp_path):
     sh("truncate", "-s", "160M", img)
     loop = sh("losetup", "--find", "--show", img).stdout.strip()
     zero, dm = f"bdzero-{name}", f"bdnd-{name}"
-    sectors = 256 * MiB // 512
-    sh("dmsetup", "create", zero, "--table", f"0 {sectors} zero")
-    sh("dmsetup", "create", dm, "--table",
-       f"0 {sectors} snapshot /dev/mapper/{zero} {loop} P 8")
     pv = f"/dev/mapper/{dm}"
-    rdev = os.stat(pv).st_rdev
-    with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/queue/"
-              "discard_max_bytes") as k:
-        assert k.read().strip() == "0"                   # the premise holds
     b = Bd(name, f"vg_{name}", pv)
+    sectors = 256 * MiB // 512
     try:
+        sh("dmsetup", "create", zero, "--table", f"0 {sectors} zero")
+        sh("dmsetup", "create", dm, "--table",
+           f"0 {sectors} snapshot /dev/mapper/{zero} {loop} P 8")
+        rdev = os.stat(pv).st_rdev
+        with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/queue/"
+                  "discard_max_bytes") as k:
+            assert k.read().strip() == "0"               # the premise holds
         b.run("export", "create", name, "--vg", b.vg, "--pv", pv, "--size", "64M")
         m = Mount(b, tmp_path / "mnt")
-        yield m
-        m.unmount()
+        try:
+            yield m
+        finally:
+            m.unmount()
     finally:
         sh("vgremove", "-f", "-y", b.vg, check=False)
         sh("pvremove", "-f", "-y", pv, check=False)
         sh("dmsetup", "remove", dm, check=False)
         sh("dmsetup", "remove", zero, check=False)
         sh("losetup", "-d", loop, check=False)
+        os.unlink(img)                                   # tmpfs: RAM
 
 
 def test_a_thick_volume_reads_zeros_after_punch_zero_range_and_truncate(nodiscard):
@@ -240,7 +261,7 @@ def test_fallocate_does_not_pretend_to_reserve_thin_space(mnt, d):
     iotool("fallocate", mnt.p(d, "thick"), "alloc", 0, 4 * MiB)   # all there already
 
 
-# 10. Threads: LVM started from a libfuse worker (which blocks every signal)
+# 10. Threads: LVM started from a libfuse worker (which blocks HUP, INT, QUIT, TERM)
 def test_lvm_started_by_bdfs_blocks_no_signal(mnt, d, tmp_path):
     bd = mnt.bd
     wrap, seen = tmp_path / "bin", tmp_path / "sigblk"

@@ -3,6 +3,7 @@ refused up front when the pool cannot hold them (issue 9, item 6); a rollback
 that a VM races (item 5)."""
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -90,30 +91,37 @@ def test_a_volume_a_vm_opens_during_rollback_keeps_its_disk(bd, tmp_path):
     paused, go = tmp_path / "paused", tmp_path / "go"
     for tool in ("lvremove", "lvrename"):      # whichever commits, it waits once
         real = shutil.which(tool)
+        assert real, f"no {tool} on PATH"
         (wrap / tool).write_text(
             "#!/bin/sh\n"
             f'case " $* " in *"/{lv} "*|*" {lv} "*)\n'
-            f'  if [ ! -e {paused} ]; then touch {paused}\n'
-            f'    while [ ! -e {go} ]; do sleep 0.05; done; fi ;;\nesac\n'
-            f'exec {real} "$@"\n')
+            f'  if [ ! -e {shlex.quote(str(paused))} ]; then touch {shlex.quote(str(paused))}\n'
+            f'    while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.05; done; fi ;;\nesac\n'
+            f'exec {shlex.quote(real)} "$@"\n')
         (wrap / tool).chmod(0o755)
     env = dict(os.environ, PATH=f"{wrap}:{os.environ['PATH']}")
     p = subprocess.Popen([BDCTL, "rollback", bd.spec("/rb.img"), "s1"], env=env,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not paused.exists() and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert paused.exists(), f"rollback never reached its commit: {p.stderr.read()}"
-    vm = os.open(f"/dev/{bd.vg}/{lv}", os.O_RDWR)        # the VM opens its disk
     try:
-        go.touch()
-        assert p.wait(timeout=120) != 0
-        err = p.stderr.read()
-        assert "is open" in err, err
-        os.pwrite(vm, b"vm-write", 0)
-        os.fsync(vm)
+        deadline = time.monotonic() + 120
+        while not paused.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paused.exists(), "rollback never reached its commit"
+        vm = os.open(f"/dev/{bd.vg}/{lv}", os.O_RDWR)    # the VM opens its disk
+        try:
+            go.touch()
+            _, err = p.communicate(timeout=120)
+            assert p.returncode != 0, err
+            assert "is open" in err, err
+            os.pwrite(vm, b"vm-write", 0)
+            os.fsync(vm)
+        finally:
+            os.close(vm)
     finally:
-        os.close(vm)
+        go.touch()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     # The path still names the LV the VM wrote to; the snapshot stays.
     assert bd.checksum_at("/rb.img", 0, 8) == hashlib.sha256(b"vm-write").hexdigest()
     assert "rb.img@s1" in bd.paths()

@@ -6,6 +6,7 @@ import ctypes
 import os
 import re
 import signal
+import struct
 import subprocess
 import time
 import uuid
@@ -101,44 +102,56 @@ def test_delete_with_snapshots_waits_for_jobs_on_them(pool, patched, name, tmp_p
                             str(tmp_path / "copy.xml"), snap, "--inputpool", pname],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     source = vol_path(patched, pname, snap)
-    stopped = None
+    stopped = []
     try:
         deadline = time.monotonic() + 120
-        while stopped is None and job.poll() is None and time.monotonic() < deadline:
+        while not stopped and job.poll() is None and time.monotonic() < deadline:
             r = subprocess.run(["pgrep", "-f", f"qemu-img convert .*{re.escape(source)}"],
                                stdout=subprocess.PIPE, text=True)
-            for pid in r.stdout.split():
-                os.kill(int(pid), signal.SIGSTOP)
-                stopped = int(pid)
+            for pid in map(int, r.stdout.split()):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
             time.sleep(0.02)
         assert stopped, "the copy ended before the test could race it"
         r = patched("vol-delete", name, "--pool", pname, "--delete-snapshots", rc=1)
         assert f"snapshot '{snap}' of bd volume '{name}' is still in use" in r.stderr, r.stderr
         assert snap in patched("vol-list", pname).stdout
-        os.kill(stopped, signal.SIGCONT)
-        assert job.wait(timeout=900) == 0, job.stderr.read()
+        resume(stopped)
+        _, err = job.communicate(timeout=900)
+        assert job.returncode == 0, err
     finally:
-        if stopped and job.poll() is None:
-            os.kill(stopped, signal.SIGCONT)
+        resume(stopped)
         if job.poll() is None:
             job.kill()
-    patched("vol-delete", copy, "--pool", pname)
+            job.wait()
+        patched("vol-delete", copy, "--pool", pname, rc=None)
     patched("vol-delete", name, "--pool", pname, "--delete-snapshots")
     assert snap not in patched("vol-list", pname).stdout
 
+
+def resume(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 IN_OPEN = 0x20
 
 
 def opens_seen(fd):
-    """IN_OPEN events queued on an inotify descriptor (each 16 bytes: file watches
-    carry no name)."""
+    """IN_OPEN events queued on an inotify descriptor."""
     n = 0
     while True:
         try:
-            n += len(os.read(fd, 4096)) // 16
+            buf = os.read(fd, 4096)
         except BlockingIOError:
             return n
+        at = 0
+        while at < len(buf):
+            _, mask, _, size = struct.unpack_from("iIII", buf, at)
+            n += bool(mask & IN_OPEN)
+            at += 16 + size
 
 
 def test_refresh_opens_no_volume(pool, patched, name):
@@ -146,15 +159,22 @@ def test_refresh_opens_no_volume(pool, patched, name):
     (LVM refuses to remove an open LV): it reads what bd recorded instead."""
     pname, _ = pool
     patched("vol-create-as", pname, name, "8M")
+    # Both nodes of the LV: /dev/mapper/VG-LV (libdevmapper's, where
+    # /dev/VG/LV leads without udev) and the kernel's /dev/dm-N.
     dev = os.path.realpath(vol_path(patched, pname, name))
+    rdev = os.stat(dev).st_rdev
+    sysfs = os.readlink(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}")
+    nodes = {dev, "/dev/" + os.path.basename(sysfs)}
     libc = ctypes.CDLL(None, use_errno=True)
     fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
     assert fd >= 0, os.strerror(ctypes.get_errno())
     try:
-        assert libc.inotify_add_watch(fd, dev.encode(), IN_OPEN) >= 0, \
-            os.strerror(ctypes.get_errno())
-        os.close(os.open(dev, os.O_RDONLY))
-        assert opens_seen(fd) == 1                       # the watch sees an open
+        for node in nodes:
+            assert libc.inotify_add_watch(fd, node.encode(), IN_OPEN) >= 0, \
+                (node, os.strerror(ctypes.get_errno()))
+        for node in nodes:
+            os.close(os.open(node, os.O_RDONLY))
+        assert opens_seen(fd) == len(nodes), nodes       # the watches see opens
         patched("pool-refresh", pname)
         assert name in patched("vol-list", pname).stdout
         assert opens_seen(fd) == 0
