@@ -13,7 +13,7 @@ snapshot origins). After the trial:
   - no LV of bd's is left over;
   - the bystander volumes' data is unchanged.
 
-BD_CAMPAIGN_TRIALS (default 12, as CI runs it) and BD_CAMPAIGN_SEED (default 9)
+BD_CAMPAIGN_TRIALS (default 8, as CI runs it) and BD_CAMPAIGN_SEED (default 9)
 choose the campaign; `tests/run --campaign N` runs N trials.
 """
 import hashlib
@@ -28,7 +28,7 @@ import pytest
 from bdfs_mount import Mount
 from conftest import BDCTL, destroy, make_export
 
-TRIALS = int(os.environ.get("BD_CAMPAIGN_TRIALS", "12"))
+TRIALS = int(os.environ.get("BD_CAMPAIGN_TRIALS", "8"))
 SEED = int(os.environ.get("BD_CAMPAIGN_SEED", "9"))
 MiB = 1 << 20
 ZERO = hashlib.sha256(bytes(MiB)).hexdigest()
