@@ -11,18 +11,6 @@ namespace bdfs {
 
 namespace {
 
-std::vector<std::string> split(const std::string& path) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    while (start <= path.size()) {
-        size_t slash = path.find('/', start);
-        if (slash == std::string::npos) slash = path.size();
-        if (slash > start) out.push_back(path.substr(start, slash - start));
-        start = slash + 1;
-    }
-    return out;
-}
-
 }  // namespace
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -34,7 +22,8 @@ bool is_reserved(const std::string& dir, const std::string& name) {
 }
 
 std::string relative(const std::string& from_dir, const std::string& to_path) {
-    std::vector<std::string> from = split(from_dir), to = split(to_path);
+    std::vector<std::string> from = bd::path_components(from_dir);
+    std::vector<std::string> to = bd::path_components(to_path);
     size_t common = 0;
     while (common < from.size() && common + 1 < to.size() && from[common] == to[common]) ++common;
     std::string out;
@@ -55,9 +44,9 @@ bd::Result<std::string> resolve_target(const std::string& dir, const std::string
                                                 text, mountpoint));
         rest = text.substr(root.size());
     } else {
-        parts = split(dir);
+        parts = bd::path_components(dir);
     }
-    for (const std::string& c : split(rest)) {
+    for (const std::string& c : bd::path_components(rest)) {
         if (c == ".") continue;
         if (c != "..") {
             parts.push_back(c);

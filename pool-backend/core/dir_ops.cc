@@ -236,6 +236,7 @@ Result<void> Export::finish_moves() {
         if (!lock) return tl::unexpected(lock.error());
         Result<Catalog> cat = scan();
         if (!cat) return tl::unexpected(cat.error());
+        retree(*cat);  // moved paths at once, then each LV's new name
         if (cat->moves.empty()) return {};
         const Volume* next = nullptr;
         for (const Volume& v : cat->volumes)

@@ -7,6 +7,7 @@
 
 #include "dm.h"
 #include "lock.h"
+#include "volume_tree.h"
 #include "names.h"
 #include "pool_plan.h"
 #include "size.h"
@@ -328,6 +329,10 @@ ExportInfo Export::info_from(const Catalog& cat) {
 }
 
 Result<std::vector<std::string>> Export::activate(const std::string& path) {
+    // Under the lock: it also rebuilds the volume tree (after a reboot, /dev
+    // has none), which only a holder of the lock changes.
+    Result<ExportLock> lock = lock_for_change();
+    if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
     if (!path.empty() && !cat->find(path))
@@ -346,6 +351,7 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
         if (Result<CommandOutput> out = run(lvchange_activate_argv(vg_, batch, true)); !out)
             return tl::unexpected(out.error());
     }
+    retree(*cat);
     return done;
 }
 
@@ -397,6 +403,8 @@ Result<void> Export::remove(bool force, bool destroy) {
                  {*make_tag(kExportTag, name_), *make_tag(kPoolTag, thinpool_),
                   fmt::format("{}={}", kThresholdTag, threshold_), "bd.v=1"}};
     if (auto r = run(vgchange_tags_argv(vg_, edit)); !r) return tl::unexpected(r.error());
+    // No export, no tree: libvirt's pool and virtinst find nothing there now.
+    if (Result<void> r = VolumeTree(tree()).remove(); !r && warn_) warn_(r.error().message);
     if (destroy && cat->lv_names.size() == cat->volumes.size() + cat->leftovers.size() + 1)
         if (auto r = run(vgremove_argv(vg_)); !r) return tl::unexpected(r.error());
     return {};

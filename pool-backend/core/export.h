@@ -195,6 +195,9 @@ public:
     std::string device_of(const std::string& lv) const { return dev_dir_ + "/" + vg_ + "/" + lv; }
     /// Where device nodes are found ("/dev"); unit tests point it at files.
     void set_device_dir(std::string dir) { dev_dir_ = std::move(dir); }
+    /// The volume tree: DEV/disk/by-bd/VG, where PATH links to the volume's
+    /// device (volume_tree.h). It is the libvirt pool's target path.
+    std::string tree() const;
     const std::string& name() const { return name_; }
     const std::string& vg() const { return vg_; }
     const std::string& thinpool() const { return thinpool_; }
@@ -253,6 +256,11 @@ private:
     Result<void> check_closed(const Volume& v);
     Result<ExportLock> lock_for_change();
     Result<Volume> made(const Catalog& before, LvRecord lv, const std::string& path);
+    // The volume tree follows each commit (volume_tree.h). It is derived state: a
+    // failure is a warning, and the next change, activate or fsck rebuilds it.
+    Result<Volume> shown(Result<Volume> v);
+    void unshow(const std::string& path);
+    void retree(const Catalog& cat);
 
     Runner& runner_;
     std::string name_, vg_, vg_uuid_, thinpool_;

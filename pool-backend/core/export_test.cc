@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,7 +48,8 @@ protected:
     Export open(FakeLvm& lvm) {
         Result<Export> ex = Export::open(lvm, "bd");
         EXPECT_TRUE(ex) << ex.error().message;
-        if (!lvm.dev_dir.empty()) ex->set_device_dir(lvm.dev_dir);
+        // Always a private device directory: the volume tree goes below it.
+        ex->set_device_dir(lvm.dev_dir.empty() ? run_dir_ + "/dev" : lvm.dev_dir);
         return std::move(*ex);
     }
 
@@ -435,6 +437,75 @@ TEST_F(ExportUndo, EmptyingOpensTheVolumeTheCallerSawOrNone) {
     EXPECT_EQ(fd.error().code, ESTALE);
     Result<Fd> right = ex.open_to_empty({"b", "A"}, 0);
     ASSERT_TRUE(right) << right.error().message;
+}
+
+}  // namespace bd
+
+namespace bd {
+
+namespace {
+
+// The links under the export's volume tree, "path" each, after checking that
+// each points at the device of the volume the catalog shows there.
+std::string tree_view(Export& ex) {
+    Result<Catalog> cat = ex.scan();
+    if (!cat) return "error: " + cat.error().message;
+    std::string out;
+    if (!std::filesystem::exists(ex.tree())) return "(no tree)";
+    std::vector<std::string> paths;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(ex.tree())) {
+        if (!e.is_symlink()) continue;
+        std::string rel = std::filesystem::relative(e.path(), ex.tree()).string();
+        const Volume* v = cat->find(rel);
+        std::string target = std::filesystem::read_symlink(e.path()).string();
+        if (!v) rel += "(stale)";
+        else if (target != ex.device(*v)) rel += "(wrong:" + target + ")";
+        paths.push_back(rel);
+    }
+    std::sort(paths.begin(), paths.end());
+    for (const std::string& p : paths) out += (out.empty() ? "" : " ") + p;
+    return out;
+}
+
+}  // namespace
+
+TEST_F(ExportUndo, TheVolumeTreeFollowsEveryChange) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add(vg, "a", "A");
+    Export ex = open(lvm);
+    EXPECT_EQ(ex.tree(), run_dir_ + "/dev/disk/by-bd/vg0");
+    ASSERT_TRUE(ex.create_volume({"vm/disk0.img", 4 << 20, false, "raw", {}}));
+    EXPECT_EQ(tree_view(ex), "a vm/disk0.img");  // "a" came with the first change's rebuild
+    ASSERT_TRUE(ex.clone("vm/disk0.img", "vm/clone.img", false));
+    ASSERT_TRUE(ex.snapshot("a", "a-s1", "s1"));
+    EXPECT_EQ(tree_view(ex), "a a-s1 vm/clone.img vm/disk0.img");
+    ASSERT_TRUE(ex.rename("vm/clone.img", "other/c.img"));
+    EXPECT_EQ(tree_view(ex), "a a-s1 other/c.img vm/disk0.img");
+    ASSERT_TRUE(ex.rename_dir("vm", "vms"));
+    EXPECT_EQ(tree_view(ex), "a a-s1 other/c.img vms/disk0.img");
+    EXPECT_FALSE(std::filesystem::exists(ex.tree() + "/vm"));  // no empty directory stays
+    ASSERT_TRUE(ex.remove_volume("a", true));
+    EXPECT_EQ(tree_view(ex), "other/c.img vms/disk0.img");
+    // A rename killed after its commit, before its link moved, leaves the
+    // old link and no new one: the next change (any path) rebuilds the tree.
+    lvm.die_after(2);  // LVM changes stop after the commit (fsck would tidy)
+    ASSERT_TRUE(ex.rename("other/c.img", "c.img"));
+    lvm.revive();
+    std::filesystem::remove(ex.tree() + "/c.img");
+    std::filesystem::create_directories(ex.tree() + "/other");
+    std::filesystem::create_symlink(run_dir_ + "/dev/vg0/" + lv_name_for_path("other/c.img"),
+                                    ex.tree() + "/other/c.img");
+    EXPECT_EQ(tree_view(ex), "other/c.img(stale) vms/disk0.img");
+    ASSERT_TRUE(ex.create_volume({"z", 4 << 20, false, "raw", {}}));
+    EXPECT_EQ(tree_view(ex), "c.img vms/disk0.img z");
+    // A reboot: /dev starts empty, activate makes the tree again.
+    std::filesystem::remove_all(run_dir_ + "/dev/disk");
+    ASSERT_TRUE(ex.activate(""));
+    EXPECT_EQ(tree_view(ex), "c.img vms/disk0.img z");
+    // No export, no tree.
+    ASSERT_TRUE(ex.remove(true, false));
+    EXPECT_FALSE(std::filesystem::exists(ex.tree()));
 }
 
 }  // namespace bd

@@ -168,6 +168,18 @@ Result<VolumeSpec> parse_volume_spec(std::string_view spec, bool allow_root) {
     return VolumeSpec{*name, *norm};
 }
 
+std::vector<std::string> path_components(std::string_view path) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= path.size()) {
+        size_t slash = path.find('/', start);
+        if (slash == std::string_view::npos) slash = path.size();
+        if (slash > start) out.emplace_back(path.substr(start, slash - start));
+        start = slash + 1;
+    }
+    return out;
+}
+
 std::string parent_dir(std::string_view path) {
     size_t slash = path.rfind('/');
     return slash == std::string_view::npos ? "" : std::string(path.substr(0, slash));

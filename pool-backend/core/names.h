@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "error.h"
@@ -54,6 +55,9 @@ struct VolumeSpec {
 
 /// Parses "EXPORT:/path" (path optional when allow_root).
 Result<VolumeSpec> parse_volume_spec(std::string_view spec, bool allow_root = false);
+
+/// The non-empty '/'-separated components of `path`.
+std::vector<std::string> path_components(std::string_view path);
 
 /// Parent directory of a normalized path ("" for top level).
 std::string parent_dir(std::string_view path);

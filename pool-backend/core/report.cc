@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include "names.h"
+#include "volume_tree.h"
 
 namespace bd {
 
@@ -22,6 +23,7 @@ json to_json(const Volume& v, const Export& ex) {
               {"vg", ex.vg()},
               {"lv", v.lv},
               {"device", ex.device(v)},
+              {"link", ex.tree() + "/" + v.path},
               {"type", type_name(v.type)},
               {"size", v.size},
               {"format", v.format},
@@ -50,6 +52,7 @@ json to_json(const ExportInfo& info) {
     return {{"name", info.name},
             {"vg", info.vg},
             {"thinpool", info.thinpool},
+            {"tree", tree_root("/dev", info.vg)},
             {"threshold", info.threshold},
             {"size", info.size},
             {"allocated", info.allocated},

@@ -187,10 +187,10 @@ Result<Volume> Export::settle(const std::string& path, const char* op) {
             warn_(fmt::format("{} of \"{}\" is done, but tidying up failed ({}); run `bdctl fsck "
                               "{}`",
                               op, path, r.error().message, name_));
-        return v;
+        return shown(v);
     }
     Result<Volume> done = find(path);
-    return done ? done : v;
+    return shown(done ? done : v);
 }
 
 Result<Volume> Export::rollback(const VolumeRef& path, const std::string& snap) {
@@ -275,6 +275,7 @@ Result<Volume> Export::rename(const VolumeRef& src, const std::string& dst, cons
         return tl::unexpected(r.error());
     }
     // 3. Tidy up to the canonical form.
+    unshow(v->path);
     return settle(dst, "rename");
 }
 
@@ -324,6 +325,7 @@ Result<Placed> Export::replace(const VolumeRef& src, const VolumeRef& dst, const
         return tl::unexpected(hidden.error());
     }
     // 3. Tidy up: src's LV takes dst's name and tags.
+    unshow(s->path);
     Result<Volume> v = settle(d->path, "replace");
     if (!v) return tl::unexpected(v.error());
     return Placed{*v, *hidden};
@@ -385,7 +387,9 @@ Result<std::string> Export::hide(const VolumeRef& path, int held) {
     if (!snaps.empty())
         return tl::unexpected(has_snapshots(v->path, snaps, "delete them first"));
     // Commit: the LV gives up its name; nothing claims _bd_old.*.
-    return retire(*v, random_id(8), std::max(held, 1));
+    Result<std::string> hidden = retire(*v, random_id(8), std::max(held, 1));
+    if (hidden) unshow(v->path);
+    return hidden;
 }
 
 Result<Fd> Export::open_to_empty(const VolumeRef& ref, int held) {
@@ -450,6 +454,7 @@ Result<std::vector<std::string>> Export::remove_volume(const VolumeRef& path,
     if (Result<void> r = ok_or(run(lvremove_argv(vg_, victim))); !r)
         return tl::unexpected(r.error());
     deleted.push_back(v->path);
+    for (const std::string& p : deleted) unshow(p);
     return deleted;
 }
 
@@ -518,6 +523,7 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
         log.push_back({l->lv.name, std::string(dry_run ? "would remove" : "removed") + " (" +
                                        l->reason + ")"});
     }
+    if (!dry_run) retree(*cat);
     return log;
 }
 

@@ -10,6 +10,7 @@
 #include "dirs.h"
 #include "dm.h"
 #include "thin_status.h"
+#include "volume_tree.h"
 #include "export.h"
 #include "lock.h"
 #include "names.h"
@@ -105,6 +106,32 @@ Result<Volume> Export::find(const std::string& path) {
 // committed directory move shows at one of the paths is finished here and
 // now, as fsck would: the move has committed, and may have no one left to
 // finish it.
+std::string Export::tree() const { return tree_root(dev_dir_, vg_); }
+
+Result<Volume> Export::shown(Result<Volume> v) {
+    if (!v) return v;
+    if (Result<void> r = VolumeTree(tree()).link(v->path, device(*v)); !r && warn_)
+        warn_(fmt::format("volume \"{}\" is done, but its link in {} is not ({}); `bdctl "
+                          "activate {}` makes it",
+                          v->path, tree(), r.error().message, name_));
+    return v;
+}
+
+void Export::unshow(const std::string& path) {
+    if (Result<void> r = VolumeTree(tree()).unlink(path); !r && warn_)
+        warn_(fmt::format("\"{}\" is gone, but its link in {} stays ({}); `bdctl activate {}` "
+                          "removes it",
+                          path, tree(), r.error().message, name_));
+}
+
+void Export::retree(const Catalog& cat) {
+    std::map<std::string, std::string> links;
+    for (const Volume& v : cat.volumes) links[v.path] = device(v);
+    if (Result<size_t> r = VolumeTree(tree()).sync(links); !r && warn_)
+        warn_(fmt::format("the volume tree {} of export \"{}\" is out of date ({})", tree(),
+                          name_, r.error().message));
+}
+
 Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
     Result<Catalog> cat = scan();
     if (!cat) return cat;
@@ -122,6 +149,9 @@ Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
     }
     if (finished) cat = scan();
     if (!cat) return cat;
+    // The tree as this report shows the export: whatever a process killed
+    // between a commit and its link left behind is put right here.
+    retree(*cat);
     size_t unfinished = 0;
     for (const Leftover& l : cat->leftovers) unfinished += is_open(l.lv.name) ? 0 : 1;
     for (const Volume& v : cat->volumes) unfinished += v.canonical ? 0 : 1;
@@ -370,15 +400,15 @@ Result<Volume> Export::create_volume(const NewVolume& spec, const Actor& who) {
     if (image) {
         tags->push_back(id_tag(tags::kFormat, spec.format));
         tags->push_back(id_tag(tags::kVirtualSize, std::to_string(*capacity)));
-        return make_formatted(*cat, spec, *bytes, std::move(*tags));
+        return shown(make_formatted(*cat, spec, *bytes, std::move(*tags)));
     }
     std::string lv = lv_name_for_path(spec.path);
     // One lvcreate carries every tag: the volume appears whole or not at all.
     Argv argv = spec.thick ? linear_create_argv(vg_, lv, *bytes, *tags)
                            : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
-    if (spec.thick) return find(spec.path);
-    return made(*cat, new_thin(lv, thinpool_, *bytes, *tags, nullptr, false), spec.path);
+    if (spec.thick) return shown(find(spec.path));
+    return shown(made(*cat, new_thin(lv, thinpool_, *bytes, *tags, nullptr, false), spec.path));
 }
 
 // An image volume is written before it is shown: it is made as a hidden LV,
@@ -425,9 +455,10 @@ Result<Volume> Export::clone(const VolumeRef& src, const std::string& dst, bool 
             if (Result<CommandOutput> out = run(argv); !out)
                 return tl::unexpected(classify(out.error()));
             const LvRecord* origin = record_of(*cat, s->lv);
-            if (!origin) return find(dst);
-            return made(*cat, new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false),
-                        dst);
+            if (!origin) return shown(find(dst));
+            return shown(made(*cat,
+                              new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false),
+                              dst));
         }
         Result<FullCopy> planned = start_copy(*cat, *s, std::move(*tags));
         if (!planned) return tl::unexpected(planned.error());
@@ -526,7 +557,7 @@ Result<Volume> Export::finish_copy(FullCopy& copy, const std::string& dst, Resul
         warn_(fmt::format("the copy \"{}\" is made, but tidying it failed ({}); run `bdctl fsck "
                           "{}`",
                           dst, out.error().message, name_));
-    return find(dst);
+    return shown(find(dst));  // still under the lock
 }
 
 Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_path,
@@ -557,9 +588,10 @@ Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_pa
     Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
     const LvRecord* origin = record_of(*cat, s->lv);
-    if (!origin) return find(snap_path);
-    return made(*cat, new_thin(lv_name_for_path(snap_path), thinpool_, 0, *tags, origin, true),
-                snap_path);
+    if (!origin) return shown(find(snap_path));
+    return shown(made(*cat,
+                      new_thin(lv_name_for_path(snap_path), thinpool_, 0, *tags, origin, true),
+                      snap_path));
 }
 
 Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
