@@ -109,6 +109,23 @@ class Bd:
             f.seek(offset)
             return hashlib.sha256(f.read(size)).hexdigest()
 
+    def tree(self):
+        """The volume tree /dev/disk/by-bd/VG as {path: link target}; anything
+        in it that is not a link or a directory shows as {path: None}."""
+        root, found = f"/dev/disk/by-bd/{self.vg}", {}
+        for d, dirs, files in os.walk(root):
+            for n in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
+                p = os.path.join(d, n)
+                found[os.path.relpath(p, root)] = os.readlink(p) if os.path.islink(p) else None
+        return found
+
+    def assert_tree_true(self):
+        """Every volume's link names its device, and nothing else is there."""
+        want = {v["path"]: v["device"] for v in self.json("list", self.name)["volumes"]}
+        assert self.tree() == want
+        for v in self.json("list", self.name)["volumes"]:
+            assert v["link"] == f"/dev/disk/by-bd/{self.vg}/{v['path']}", v
+
     def lvs(self):
         out = sh("lvs", "--noheadings", "-o", "lv_name", self.vg).stdout
         return sorted(line.strip() for line in out.splitlines() if line.strip())

@@ -69,6 +69,7 @@ def test_kill9_then_fsck(bd, op, kill_after):
     fsck = bd.json("fsck", bd.name)
     assert fsck["clean"], fsck
     assert set(bd.paths()) == seen  # fsck finishes or undoes; it never changes the outcome
+    bd.assert_tree_true()           # the links a kill left stale are put right too
     assert not any(n.startswith("_bd_") for n in bd.lvs())
     assert bd.checksum("/bystander.img", 4) == keep
     if op == "rollback":
@@ -78,6 +79,7 @@ def test_kill9_then_fsck(bd, op, kill_after):
     elif seen == old:
         bd.run(*argv)  # the interrupted operation can simply be retried
         assert set(bd.paths()) == new
+    bd.assert_tree_true()
 
 
 def test_unfinished_work_is_reported_and_blocks_the_same_volume(bd):

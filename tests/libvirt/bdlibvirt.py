@@ -357,7 +357,10 @@ def vol_path(virsh, pool, vol):
 
 
 def lv_field(device, field):
-    """One `lvs` field of the LV behind /dev/VG/LV."""
+    """One `lvs` field of the LV behind /dev/VG/LV, or behind a volume's link
+    /dev/disk/by-bd/VG/NAME (a libvirt volume's path) that names it."""
+    if device.startswith("/dev/disk/by-bd/"):
+        device = os.readlink(device)
     vg, lv = device.split("/")[-2:]
     return sh("lvs", "--noheadings", "-o", field, f"{vg}/{lv}").stdout.strip()
 

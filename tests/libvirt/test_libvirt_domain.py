@@ -45,7 +45,7 @@ def test_domain_boots_from_bd_volume(daemon, pool, patched, tmp_path):
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read().replace(b"\0", b" ").decode()
         assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(QEMU)
-        assert dev in cmdline, cmdline                     # /dev/VG/LV, not a file
+        assert os.readlink(dev) in cmdline, cmdline        # /dev/VG/LV itself, not a file
         held = fds_on(pid, lambda st: stat.S_ISBLK(st.st_mode) and st.st_rdev == dm)
         assert held, f"QEMU {pid} holds no fd on {dev} (dm {os.major(dm)}:{os.minor(dm)})"
         print(f"QEMU {pid} holds {held} = {dev}")

@@ -42,7 +42,7 @@ def test_pool_lifecycle(virsh, tmp_path):
         if virsh.binary != STOCK_VIRSH:                     # stock virsh maps --type client-side
             assert name in virsh("pool-list", "--type", "bd").stdout
         target = virsh("pool-dumpxml", name).stdout
-        assert f"<path>/dev/{vg}</path>" in target and "type='bd'" in target
+        assert f"<path>/dev/disk/by-bd/{vg}</path>" in target and "type='bd'" in target
 
         # a volume made behind libvirt's back appears on refresh
         sh(BDCTL, "create", f"{name}:/cli.img", "8M")
@@ -90,7 +90,9 @@ def test_create_info_dumpxml_raw(pool, virsh, name):
     pname, vg = pool
     virsh("vol-create-as", pname, name, "64M")
     dev = vol_path(virsh, pname, name)
-    assert dev.startswith(f"/dev/{vg}/") and os.path.exists(dev)
+    # its link in the pool's tree (the pool's target + its name) names its LV
+    assert dev == f"/dev/disk/by-bd/{vg}/{name}", dev
+    assert os.readlink(dev).startswith(f"/dev/{vg}/") and os.path.exists(dev)
     assert lv_field(dev, "segtype") == "thin"
     info = vol_info(virsh, pname, name)
     assert info["Type"] == "block"
@@ -129,7 +131,7 @@ def test_vol_clone_is_instant_thin_snapshot(pool, virsh, name):
     virsh("vol-clone", name, clone, "--pool", pname)
     dst = vol_path(virsh, pname, clone)
     # an LVM thin snapshot of the source: shares its blocks, no byte copy
-    assert lv_field(dst, "origin") == os.path.basename(src)
+    assert lv_field(dst, "origin") == os.path.basename(os.readlink(src))
     assert lv_field(dst, "segtype") == "thin"
     assert "w" == lv_field(dst, "lv_attr")[1]             # writable
     assert read_dev(dst, len(data)) == data
@@ -153,7 +155,7 @@ def test_backing_vol_is_read_only_snapshot(pool, virsh, name):
     assert x.find("backingStore/path").text == src
     assert x.find("backingStore/format").get("type") == "raw"
     dev = x.find("target/path").text
-    assert lv_field(dev, "origin") == os.path.basename(src)
+    assert lv_field(dev, "origin") == os.path.basename(os.readlink(src))
     assert lv_field(dev, "lv_attr")[1] == "r"              # read-only LV
     assert bdctl_json("info", f"{pname}:/{snap}")["read_only"] is True
     assert read_dev(dev, len(data)) == data
@@ -217,10 +219,11 @@ def test_vol_delete(pool, virsh, name):
     pname, _ = pool
     virsh("vol-create-as", pname, name, "8M")
     dev = vol_path(virsh, pname, name)
+    lv = os.path.basename(os.readlink(dev))
     virsh("vol-delete", name, "--pool", pname)
     assert name not in virsh("vol-list", pname).stdout
-    assert not os.path.exists(dev)
-    assert os.path.basename(dev) not in sh("lvs", "--noheadings", "-o", "lv_name").stdout
+    assert not os.path.lexists(dev)                        # its link went with it
+    assert lv not in sh("lvs", "--noheadings", "-o", "lv_name").stdout
 
 
 def test_bdctl_volumes_show_up_after_refresh(pool, virsh, name):
