@@ -231,12 +231,13 @@ Result<TagEdit> Export::dir_move_edit(const Catalog& cat, const std::string& fro
 // Renames, one per short lock, every volume a committed move shows elsewhere
 // than its LV claims, then drops the records of the finished moves.
 Result<void> Export::finish_moves() {
-    for (;;) {
+    for (bool first = true;; first = false) {
         Result<ExportLock> lock = lock_for_change();
         if (!lock) return tl::unexpected(lock.error());
         Result<Catalog> cat = scan();
         if (!cat) return tl::unexpected(cat.error());
-        retree(*cat);  // moved paths at once, then each LV's new name
+        // The moved paths at once; then each volume's link follows its rename.
+        if (first || cat->moves.empty()) retree(*cat);
         if (cat->moves.empty()) return {};
         const Volume* next = nullptr;
         for (const Volume& v : cat->volumes)
@@ -245,6 +246,10 @@ Result<void> Export::finish_moves() {
                     if (!next && is_within(c, m.from)) next = &v;
         if (next) {
             if (Result<void> ok = canonicalize(*next, *cat, nullptr); !ok) return ok;
+            (void)shown(find_in(*cat, next->path).map([&](Volume v) {
+                v.lv = lv_name_for_path(v.path);  // the name canonicalize gave it
+                return v;
+            }));
             continue;
         }
         TagEdit done;

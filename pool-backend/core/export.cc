@@ -337,6 +337,9 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
     if (!cat) return tl::unexpected(cat.error());
     if (!path.empty() && !cat->find(path))
         return fail(ENOENT, fmt::format("volume \"{}\" not found in export \"{}\"", path, name_));
+    // The links first: one LV that fails to activate must not leave every
+    // other volume without its link (a link to an inactive LV dangles).
+    retree(*cat);
     std::vector<std::string> done, lvs;
     for (const Volume& v : cat->volumes) {
         if (v.active || (!path.empty() && v.path != path)) continue;
@@ -351,7 +354,6 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
         if (Result<CommandOutput> out = run(lvchange_activate_argv(vg_, batch, true)); !out)
             return tl::unexpected(out.error());
     }
-    retree(*cat);
     return done;
 }
 
@@ -402,9 +404,11 @@ Result<void> Export::remove(bool force, bool destroy) {
     TagEdit edit{{},
                  {*make_tag(kExportTag, name_), *make_tag(kPoolTag, thinpool_),
                   fmt::format("{}={}", kThresholdTag, threshold_), "bd.v=1"}};
-    if (auto r = run(vgchange_tags_argv(vg_, edit)); !r) return tl::unexpected(r.error());
-    // No export, no tree: libvirt's pool and virtinst find nothing there now.
+    // No export, no tree: it goes before the commit, because after it nothing
+    // would ever rebuild or remove it. If the commit fails, the next change
+    // (or activate) makes the tree again.
     if (Result<void> r = VolumeTree(tree()).remove(); !r && warn_) warn_(r.error().message);
+    if (auto r = run(vgchange_tags_argv(vg_, edit)); !r) return tl::unexpected(r.error());
     if (destroy && cat->lv_names.size() == cat->volumes.size() + cat->leftovers.size() + 1)
         if (auto r = run(vgremove_argv(vg_)); !r) return tl::unexpected(r.error());
     return {};

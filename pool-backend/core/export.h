@@ -120,6 +120,12 @@ public:
 
     /// All volumes and leftovers (2 LVM calls, whatever the number of volumes).
     Result<Catalog> scan();
+    /// Puts the volume tree right if it does not show `seen` (a report read
+    /// without the lock): a process killed between a commit and its link, an
+    /// LV made with lvcreate. Reads only when the tree is right; else takes
+    /// the lock if it is free, reads again and rebuilds the tree. A listing
+    /// (and so libvirt's pool refresh) calls it.
+    Result<void> repair_tree(const Catalog& seen);
     /// The volume at `path` (ENOENT naming the export if absent).
     Result<Volume> find(const std::string& path);
 

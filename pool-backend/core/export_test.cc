@@ -499,6 +499,12 @@ TEST_F(ExportUndo, TheVolumeTreeFollowsEveryChange) {
     EXPECT_EQ(tree_view(ex), "other/c.img(stale) vms/disk0.img");
     ASSERT_TRUE(ex.create_volume({"z", 4 << 20, false, "raw", {}}));
     EXPECT_EQ(tree_view(ex), "c.img vms/disk0.img z");
+    // So does a listing (libvirt's refresh), which reads only when all is right.
+    std::filesystem::remove(ex.tree() + "/z");
+    size_t before = lvm.changes().size();
+    ASSERT_TRUE(ex.repair_tree(*ex.scan()));
+    EXPECT_EQ(tree_view(ex), "c.img vms/disk0.img z");
+    EXPECT_EQ(lvm.changes().size(), before);
     // A reboot: /dev starts empty, activate makes the tree again.
     std::filesystem::remove_all(run_dir_ + "/dev/disk");
     ASSERT_TRUE(ex.activate(""));

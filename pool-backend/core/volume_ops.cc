@@ -99,13 +99,6 @@ Result<Volume> Export::find(const std::string& path) {
     return find_in(*cat, path);
 }
 
-// Reports unfinished work; refuses only when it involves the paths being
-// changed: a volume there not in its final form, or another LV that claims
-// one of them (a staged replace or rollback, a full copy on its way there).
-// LVs a commit hid (_bd_old, _bd_del) claim nothing any more. A volume that a
-// committed directory move shows at one of the paths is finished here and
-// now, as fsck would: the move has committed, and may have no one left to
-// finish it.
 std::string Export::tree() const { return tree_root(dev_dir_, vg_); }
 
 Result<Volume> Export::shown(Result<Volume> v) {
@@ -124,14 +117,45 @@ void Export::unshow(const std::string& path) {
                           path, tree(), r.error().message, name_));
 }
 
-void Export::retree(const Catalog& cat) {
+namespace {
+
+std::map<std::string, std::string> links_of(const Catalog& cat, const Export& ex) {
     std::map<std::string, std::string> links;
-    for (const Volume& v : cat.volumes) links[v.path] = device(v);
-    if (Result<size_t> r = VolumeTree(tree()).sync(links); !r && warn_)
+    for (const Volume& v : cat.volumes) links[v.path] = ex.device(v);
+    return links;
+}
+
+}  // namespace
+
+void Export::retree(const Catalog& cat) {
+    if (Result<size_t> r = VolumeTree(tree()).sync(links_of(cat, *this)); !r && warn_)
         warn_(fmt::format("the volume tree {} of export \"{}\" is out of date ({})", tree(),
                           name_, r.error().message));
 }
 
+Result<void> Export::repair_tree(const Catalog& seen) {
+    // The common case reads only: the tree already shows what was seen.
+    Result<bool> same = VolumeTree(tree()).matches(links_of(seen, *this));
+    if (same && *same) return {};
+    // Else the lock, without waiting: a change holding it rebuilds the tree
+    // itself. Under the lock the report is read again, as a change may have
+    // committed since `seen`.
+    Result<ExportLock> lock = held_ ? ExportLock::already_held()
+                                    : ExportLock::for_vg(vg_uuid_, name_, 0);
+    if (!lock) return {};
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    retree(*cat);
+    return {};
+}
+
+// Reports unfinished work; refuses only when it involves the paths being
+// changed: a volume there not in its final form, or another LV that claims
+// one of them (a staged replace or rollback, a full copy on its way there).
+// LVs a commit hid (_bd_old, _bd_del) claim nothing any more. A volume that a
+// committed directory move shows at one of the paths is finished here and
+// now, as fsck would: the move has committed, and may have no one left to
+// finish it.
 Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
     Result<Catalog> cat = scan();
     if (!cat) return cat;

@@ -1,13 +1,14 @@
 #include "volume_tree.h"
 
-#include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include <fmt/core.h>
@@ -20,15 +21,18 @@ namespace bd {
 
 namespace {
 
-constexpr mode_t kDirMode = 0755;
+// The tree's directories may be searched by anyone (QEMU runs as its own
+// user) but listed by root only: a volume's full path is its owner's business.
+constexpr mode_t kDirMode = 0711;
 // Links are made under this name, then renamed over the real one. A leftover
 // (a kill -9 between the two) is removed by the next sync, as is any link the
 // tree does not want.
 constexpr const char* kLinkTmpPrefix = ".bd-tmp.";
 
-tl::unexpected<Error> sys_fail(const std::string& what, const std::string& root) {
-    int e = errno;
-    return fail(e, fmt::format("volume tree {}: {}: {}", root, what, strerror(e)));
+// `e` is the errno of the call that failed, taken before anything else runs.
+tl::unexpected<Error> sys_fail(int e, const char* verb, const std::string& what,
+                               const std::string& root) {
+    return fail(e, fmt::format("volume tree {}: {} {}: {}", root, verb, what, strerror(e)));
 }
 
 std::string read_link(int dir, const char* name) {
@@ -41,13 +45,19 @@ Fd open_dir(int at, const char* name) {
     return Fd(openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 }
 
+// mkdir, with the mode whatever the caller's umask.
+int make_dir(int at, const char* name) {
+    if (mkdirat(at, name, kDirMode) != 0) return -1;
+    return fchmodat(at, name, kDirMode, 0);
+}
+
 // Opens the directory holding `parts` (all but the last), never following a
 // symlink. With `create`, makes what is missing, and turns a stale link that
 // stands where a directory is now needed into that directory.
 Result<Fd> open_parent(const std::string& root, const std::vector<std::string>& parts,
                        bool create) {
     Fd dir = open_dir(AT_FDCWD, root.c_str());
-    if (!dir) return sys_fail("open", root);
+    if (!dir) return sys_fail(errno, "open", root, root);
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
         const char* name = parts[i].c_str();
         Fd next = open_dir(dir.get(), name);
@@ -55,43 +65,64 @@ Result<Fd> open_parent(const std::string& root, const std::vector<std::string>& 
             struct stat st;
             if (fstatat(dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
                 (void)unlinkat(dir.get(), name, 0);
-            if (mkdirat(dir.get(), name, kDirMode) != 0 && errno != EEXIST)
-                return sys_fail(fmt::format("mkdir {}", parts[i]), root);
+            if (make_dir(dir.get(), name) != 0 && errno != EEXIST)
+                return sys_fail(errno, "mkdir", parts[i], root);
             next = open_dir(dir.get(), name);
         }
-        if (!next) return sys_fail(fmt::format("open {}", parts[i]), root);
+        if (!next) return sys_fail(errno, "open", parts[i], root);
         dir = std::move(next);
     }
     return dir;
 }
 
-// Every link below `dir` (path relative to the root -> target), and every
-// directory, deepest first.
-Result<void> walk(int dir, const std::string& prefix, const std::string& root,
-                  std::map<std::string, std::string>& links, std::vector<std::string>& dirs) {
-    Fd copy(dup(dir));
-    if (!copy) return sys_fail("dup", root);
-    DIR* d = fdopendir(copy.get());
-    if (!d) return sys_fail("opendir " + prefix, root);
-    copy.release();
-    std::vector<std::string> subdirs;
-    while (dirent* e = readdir(d)) {
-        std::string name = e->d_name;
-        if (name == "." || name == "..") continue;
-        struct stat st;
-        if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (S_ISLNK(st.st_mode)) links[prefix + name] = read_link(dir, name.c_str());
-        else if (S_ISDIR(st.st_mode)) subdirs.push_back(name);
-        // Anything else is not the tree's: it stays, and only blocks a link.
+// What nftw finds below a root: its links (path relative to the root ->
+// target) and its directories, deepest first. nftw keeps a bounded number of
+// descriptors open however deep the tree is, and with FTW_PHYS it follows no
+// link.
+struct Walk {
+    size_t prefix = 0;
+    std::map<std::string, std::string> links;
+    std::vector<std::string> dirs;
+};
+thread_local Walk* walking = nullptr;
+
+int visit(const char* path, const struct stat*, int type, struct FTW*) {
+    std::string rel = strlen(path) > walking->prefix ? path + walking->prefix + 1 : "";
+    if (type == FTW_SL) {
+        char buf[PATH_MAX];
+        ssize_t n = readlink(path, buf, sizeof buf);
+        walking->links[rel] = n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+    } else if (type == FTW_DP && !rel.empty()) {
+        walking->dirs.push_back(rel);
     }
-    closedir(d);
-    for (const std::string& s : subdirs) {
-        Fd sub = open_dir(dir, s.c_str());
-        if (!sub) continue;
-        if (Result<void> r = walk(sub.get(), prefix + s + "/", root, links, dirs); !r) return r;
-        dirs.push_back(prefix + s);
+    // Anything else is not the tree's: it stays, and only blocks a link.
+    return 0;
+}
+
+Result<Walk> walk(const std::string& root) {
+    Walk w;
+    w.prefix = root.size();
+    walking = &w;
+    int r = nftw(root.c_str(), visit, 16, FTW_PHYS | FTW_DEPTH);
+    int e = errno;
+    walking = nullptr;
+    if (r != 0) return sys_fail(e, "walk", root, root);
+    return w;
+}
+
+// Paths that `links` wants both as a link and as a directory of other links
+// (a foreign LV "vm" beside a volume "vm/disk.img"): neither can be shown
+// right, so the link goes and the directory stays.
+std::vector<std::string> conflicts(const std::map<std::string, std::string>& links) {
+    std::vector<std::string> out;
+    for (auto it = links.begin(); it != links.end(); ++it) {
+        auto next = std::next(it);
+        if (next != links.end() && next->first.size() > it->first.size() &&
+            next->first.compare(0, it->first.size(), it->first) == 0 &&
+            next->first[it->first.size()] == '/')
+            out.push_back(it->first);
     }
-    return {};
+    return out;
 }
 
 }  // namespace
@@ -101,14 +132,18 @@ std::string tree_root(const std::string& dev_dir, const std::string& vg) {
 }
 
 Result<void> VolumeTree::make_root() {
-    // root_ = DEV/disk/by-bd/VG: make each level below DEV.
+    // root_ = DEV/disk/by-bd/VG: each level below DEV as udev makes /dev/disk,
+    // the root itself as its own directories.
     std::string path;
-    for (const std::string& p : path_components(root_)) {
-        path += "/" + p;
-        if (mkdir(path.c_str(), kDirMode) != 0 && errno != EEXIST) return sys_fail("mkdir", path);
+    std::vector<std::string> parts = path_components(root_);
+    for (size_t i = 0; i < parts.size(); ++i) {
+        path += "/" + parts[i];
+        bool last = i + 1 == parts.size();
+        int r = last ? make_dir(AT_FDCWD, path.c_str()) : mkdir(path.c_str(), 0755);
+        if (r != 0 && errno != EEXIST) return sys_fail(errno, "mkdir", path, root_);
     }
     struct stat st;
-    if (lstat(root_.c_str(), &st) != 0) return sys_fail("stat", root_);
+    if (lstat(root_.c_str(), &st) != 0) return sys_fail(errno, "stat", root_, root_);
     if (!S_ISDIR(st.st_mode))
         return fail(ENOTDIR, fmt::format("volume tree {} is not a directory; remove it, and bd "
                                          "makes it again",
@@ -134,11 +169,12 @@ Result<void> VolumeTree::link(const std::string& path, const std::string& target
                                             root_, path));
     }
     std::string tmp = kLinkTmpPrefix + random_id(12);
-    if (symlinkat(target.c_str(), dir->get(), tmp.c_str()) != 0) return sys_fail("symlink " + path, root_);
+    if (symlinkat(target.c_str(), dir->get(), tmp.c_str()) != 0)
+        return sys_fail(errno, "symlink", path, root_);
     if (renameat(dir->get(), tmp.c_str(), dir->get(), name) != 0) {
-        Result<void> err = sys_fail("rename " + path, root_);
+        int e = errno;
         (void)unlinkat(dir->get(), tmp.c_str(), 0);
-        return err;
+        return sys_fail(e, "rename", path, root_);
     }
     return {};
 }
@@ -155,7 +191,7 @@ Result<void> VolumeTree::unlink(const std::string& path) {
     const char* name = parts.back().c_str();
     if (fstatat(dir->get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
         unlinkat(dir->get(), name, 0) != 0 && errno != ENOENT)
-        return sys_fail("unlink " + path, root_);
+        return sys_fail(errno, "unlink", path, root_);
     // The directories this link was the last entry of.
     for (size_t n = parts.size() - 1; n > 0; --n) {
         std::string d = root_;
@@ -165,28 +201,42 @@ Result<void> VolumeTree::unlink(const std::string& path) {
     return {};
 }
 
-Result<size_t> VolumeTree::sync(const std::map<std::string, std::string>& links) {
+Result<bool> VolumeTree::matches(const std::map<std::string, std::string>& links) const {
+    struct stat st;
+    if (lstat(root_.c_str(), &st) != 0) return errno == ENOENT && links.empty();
+    Result<Walk> w = walk(root_);
+    if (!w) return tl::unexpected(w.error());
+    return w->links == links && conflicts(links).empty();
+}
+
+Result<size_t> VolumeTree::sync(const std::map<std::string, std::string>& wanted) {
     if (Result<void> r = make_root(); !r) return tl::unexpected(r.error());
-    Fd dir = open_dir(AT_FDCWD, root_.c_str());
-    if (!dir) return sys_fail("open", root_);
-    std::map<std::string, std::string> have;
-    std::vector<std::string> dirs;
-    if (Result<void> r = walk(dir.get(), "", root_, have, dirs); !r) return tl::unexpected(r.error());
-    // One entry that cannot be put right (a file someone put there) does not
-    // stop the others: the first error is reported once all are done.
+    Result<Walk> w = walk(root_);
+    if (!w) return tl::unexpected(w.error());
+    // One entry that cannot be put right (a file someone put there, a path
+    // that is a volume and a directory) does not stop the others: the first
+    // error is reported once all are done.
     size_t changed = 0;
     Result<void> first;
     auto note = [&](Result<void> r) {
         if (r) ++changed;
         else if (first) first = r;
     };
-    for (const auto& [path, target] : have)
+    std::map<std::string, std::string> links = wanted;
+    for (const std::string& c : conflicts(wanted)) {
+        links.erase(c);
+        if (first)
+            first = fail(EEXIST, fmt::format("volume tree {}: \"{}\" is a volume and a directory "
+                                             "of volumes; rename one of them",
+                                             root_, c));
+    }
+    for (const auto& [path, target] : w->links)
         if (!links.count(path)) note(unlink(path));
     for (const auto& [path, target] : links) {
-        auto it = have.find(path);
-        if (it == have.end() || it->second != target) note(link(path, target));
+        auto it = w->links.find(path);
+        if (it == w->links.end() || it->second != target) note(link(path, target));
     }
-    for (const std::string& d : dirs) (void)unlinkat(dir.get(), d.c_str(), AT_REMOVEDIR);
+    for (const std::string& d : w->dirs) (void)rmdir((root_ + "/" + d).c_str());
     if (!first) return tl::unexpected(first.error());
     return changed;
 }
@@ -195,8 +245,7 @@ Result<void> VolumeTree::remove() {
     struct stat st;
     if (lstat(root_.c_str(), &st) != 0 && errno == ENOENT) return {};
     if (Result<size_t> r = sync({}); !r) return tl::unexpected(r.error());
-    if (rmdir(root_.c_str()) != 0 && errno != ENOENT)
-        return sys_fail("rmdir", root_);
+    if (rmdir(root_.c_str()) != 0 && errno != ENOENT) return sys_fail(errno, "rmdir", root_, root_);
     return {};
 }
 

@@ -7,8 +7,8 @@
 //
 // The tree is derived state, like /dev/VG itself: LVM's tags are the truth.
 // The core changes it under the export's lock, after each commit, and
-// rebuilds it whole from a fresh report before each change, on activate (boot)
-// and on fsck. Only symlinks are ever made, replaced or removed here, and a
+// rebuilds it whole from a fresh report before each change to a volume, when
+// a listing finds it out of date, on activate (boot) and on fsck. Only symlinks are ever made, replaced or removed here, and a
 // link is replaced by a rename, so a reader sees the old link or the new one.
 #pragma once
 
@@ -27,7 +27,7 @@ public:
     explicit VolumeTree(std::string root) : root_(std::move(root)) {}
     const std::string& root() const { return root_; }
 
-    /// Creates the tree's root (and /dev/disk/by-bd), 0755, root's.
+    /// Creates the tree's root (and /dev/disk/by-bd), root's; its directories are 0711.
     Result<void> make_root();
     /// Makes `path` a link to `target`, with its parent directories.
     /// EEXIST when something that is not a link (a file someone put there)
@@ -35,9 +35,12 @@ public:
     Result<void> link(const std::string& path, const std::string& target);
     /// Removes the link at `path` (if any) and the directories it leaves empty.
     Result<void> unlink(const std::string& path);
+    /// True if the tree holds exactly `links` (path -> target); reads only.
+    Result<bool> matches(const std::map<std::string, std::string>& links) const;
     /// Makes the tree hold exactly `links` (path -> target): adds, replaces and
     /// removes links, and removes directories left empty. Returns the number of
-    /// links it changed.
+    /// links it changed. A path wanted both as a link and as a directory of
+    /// links keeps the directory; EEXIST reports it, after the rest is done.
     Result<size_t> sync(const std::map<std::string, std::string>& links);
     /// Removes every link and directory of the tree, and its root.
     Result<void> remove();

@@ -50,7 +50,9 @@ TEST_F(VolumeTreeTest, LinksMakeTheirDirectoriesAndUnlinksRemoveThem) {
     EXPECT_EQ(view(), "top.img>/dev/vg0/B vm/ vm/disk0.img>/dev/vg0/A");
     struct stat st;
     ASSERT_EQ(stat(root_.c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 07777, 0755u);
+    EXPECT_EQ(st.st_mode & 07777, 0711u);  // searchable by QEMU's user, listed by root only
+    ASSERT_EQ(stat((root_ + "/vm").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0711u);
     ASSERT_TRUE(t.link("vm/disk0.img", "/dev/vg0/C"));  // replaced in place
     EXPECT_EQ(view(), "top.img>/dev/vg0/B vm/ vm/disk0.img>/dev/vg0/C");
     ASSERT_TRUE(t.unlink("vm/disk0.img"));
@@ -98,6 +100,26 @@ TEST_F(VolumeTreeTest, SyncMakesExactlyTheLinksAsked) {
     EXPECT_EQ(view(), "(none)");
     EXPECT_TRUE(fs::exists(dev_ + "/disk/by-bd"));
     ASSERT_TRUE(t.remove());  // twice is fine
+    EXPECT_TRUE(*t.matches({}));
+    EXPECT_FALSE(*t.matches({{"a", "/dev/vg0/A"}}));
+}
+
+TEST_F(VolumeTreeTest, APathThatIsAVolumeAndADirectoryKeepsTheDirectory) {
+    VolumeTree t(root_);
+    // A foreign LV "vm" beside a volume "vm/a.img" (bd refuses to make that).
+    std::map<std::string, std::string> links = {{"vm", "/dev/vg0/VM"}, {"vm/a.img", "/dev/vg0/A"}};
+    for (int round = 0; round < 2; ++round) {
+        Result<size_t> n = t.sync(links);
+        ASSERT_FALSE(n);
+        EXPECT_EQ(n.error().code, EEXIST);
+        EXPECT_NE(n.error().message.find("\"vm\" is a volume and a directory"), std::string::npos);
+        EXPECT_EQ(view(), "vm/ vm/a.img>/dev/vg0/A") << round;  // stable, not flapping
+    }
+    Result<bool> same = t.matches(links);
+    ASSERT_TRUE(same);
+    EXPECT_FALSE(*same);
+    links.erase("vm");
+    EXPECT_TRUE(*t.matches(links));
 }
 
 TEST_F(VolumeTreeTest, NeverFollowsALinkOutOfTheTree) {

@@ -320,6 +320,10 @@ void do_list(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target, /*allow_root=*/true));
     Export ex = open_export(spec.export_name);
     Catalog cat = must(ex.scan());
+    // Each volume listed has its link: libvirt's refresh lists, and tools
+    // open a volume by the link its target path is.
+    if (Result<void> r = ex.repair_tree(cat); !r)
+        fmt::print(stderr, "bdctl: warning: {}\n", r.error().message);
     std::vector<Volume> vols;
     for (const Volume& v : cat.volumes)
         if (spec.path.empty() || v.path == spec.path || v.path.rfind(spec.path + "/", 0) == 0)
