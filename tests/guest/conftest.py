@@ -111,12 +111,15 @@ class Bd:
 
     def tree(self):
         """The volume tree /dev/disk/by-bd/VG as {path: link target}; anything
-        in it that is not a link or a directory shows as {path: None}."""
+        in it that is not a link shows as {path: None}, an empty directory as
+        {path/: None}."""
         root, found = f"/dev/disk/by-bd/{self.vg}", {}
         for d, dirs, files in os.walk(root):
             for n in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
                 p = os.path.join(d, n)
                 found[os.path.relpath(p, root)] = os.readlink(p) if os.path.islink(p) else None
+            if d != root and not dirs and not files:
+                found[os.path.relpath(d, root) + "/"] = None
         return found
 
     def assert_tree_true(self):

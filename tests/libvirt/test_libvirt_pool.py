@@ -155,6 +155,8 @@ def test_backing_vol_is_read_only_snapshot(pool, virsh, name):
     assert x.find("backingStore/path").text == src
     assert x.find("backingStore/format").get("type") == "raw"
     dev = x.find("target/path").text
+    virsh("pool-refresh", pname)                           # the same paths from a listing
+    assert vol_xml(virsh, pname, snap).find("backingStore/path").text == src
     assert lv_field(dev, "origin") == os.path.basename(os.readlink(src))
     assert lv_field(dev, "lv_attr")[1] == "r"              # read-only LV
     assert bdctl_json("info", f"{pname}:/{snap}")["read_only"] is True

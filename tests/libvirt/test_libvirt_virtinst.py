@@ -106,7 +106,16 @@ def test_the_pool_target_is_the_volume_tree(daemon, pool, patched):
     assert not os.path.lexists(link)
     assert os.path.realpath(f"{tree(vg)}/{moved}") == os.path.realpath(
         bdctl_json("info", f"{pname}:/{moved}")["device"])
+    # An LV made with lvcreate, and a link lost (a kill between a commit and
+    # its link): the pool's refresh (a bdctl listing) puts both right.
+    sh("lvcreate", "-q", "-T", f"{vg}/pool", "-V", "8M", "-n", "handmade")
+    os.unlink(f"{tree(vg)}/{moved}")
     patched("pool-refresh", pname)
+    assert os.readlink(f"{tree(vg)}/handmade") == f"/dev/{vg}/handmade"
+    assert patched("vol-name", f"/dev/{vg}/handmade").stdout.strip() == "handmade"
+    assert os.path.realpath(f"{tree(vg)}/{moved}") == os.path.realpath(
+        bdctl_json("info", f"{pname}:/{moved}")["device"])
+    patched("vol-delete", "handmade", "--pool", pname)
     # A libvirtd restart leaves the tree alone; a reboot empties /dev, and the
     # pool's start (bdctl activate) makes the tree again.
     daemon.restart()
