@@ -7,10 +7,10 @@
 
 #include "dm.h"
 #include "lock.h"
-#include "volume_tree.h"
 #include "names.h"
 #include "pool_plan.h"
 #include "size.h"
+#include "volume_tree.h"
 
 namespace bd {
 
