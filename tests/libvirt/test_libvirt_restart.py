@@ -44,7 +44,7 @@ def test_pool_start_activates_inactive_volumes(pool, patched):
     pname, vg = pool
     patched("vol-create-as", pname, "act/a.img", "8M")
     dev = vol_path(patched, pname, "act/a.img")
-    lv = os.path.basename(dev)
+    lv = os.path.basename(os.readlink(dev))         # dev is the volume's link to its LV
     sh("lvcreate", "-q", "-s", "-ky", "-n", "act-skip", f"{vg}/{lv}")   # made outside bd
     sh("lvchange", "-an", f"{vg}/{lv}")
     assert not os.path.exists(dev) and not os.path.exists(f"/dev/{vg}/act-skip")
