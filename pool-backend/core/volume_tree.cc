@@ -206,7 +206,10 @@ Result<bool> VolumeTree::matches(const std::map<std::string, std::string>& links
     if (lstat(root_.c_str(), &st) != 0) return errno == ENOENT && links.empty();
     Result<Walk> w = walk(root_);
     if (!w) return tl::unexpected(w.error());
-    return w->links == links && conflicts(links).empty();
+    // What sync() would make: a conflicting path keeps its directory.
+    std::map<std::string, std::string> made = links;
+    for (const std::string& c : conflicts(links)) made.erase(c);
+    return w->links == made;
 }
 
 Result<size_t> VolumeTree::sync(const std::map<std::string, std::string>& wanted) {

@@ -35,7 +35,7 @@ public:
     Result<void> link(const std::string& path, const std::string& target);
     /// Removes the link at `path` (if any) and the directories it leaves empty.
     Result<void> unlink(const std::string& path);
-    /// True if the tree holds exactly `links` (path -> target); reads only.
+    /// True if sync(links) would change nothing; reads only.
     Result<bool> matches(const std::map<std::string, std::string>& links) const;
     /// Makes the tree hold exactly `links` (path -> target): adds, replaces and
     /// removes links, and removes directories left empty. Returns the number of
