@@ -13,10 +13,11 @@ import os
 import stat
 import time
 import uuid
+import xml.etree.ElementTree as ET
 
 import pytest
 
-from bdlibvirt import bdctl_json, fds_on, lv_field, sh, vol_path
+from bdlibvirt import BDCTL, bdctl_json, fds_on, lv_field, sh, vol_path
 
 VIRT_INSTALL = "/usr/bin/virt-install"
 VIRT_CLONE = "/usr/bin/virt-clone"
@@ -59,7 +60,6 @@ def domain_disk(qemu, domain, live=True):
     """(type, source path) of the domain's first disk."""
     args = ["dumpxml", domain] + ([] if live else ["--inactive"])
     xml = qemu(*args).stdout
-    import xml.etree.ElementTree as ET
     disk = ET.fromstring(xml).find("./devices/disk")
     src = disk.find("source")
     return disk.get("type"), src.get("file") or src.get("dev")
@@ -102,7 +102,7 @@ def test_the_pool_target_is_the_volume_tree(daemon, pool, patched):
     assert patched("vol-name", dev).stdout.strip() == name
     # bdctl changes the same volume: the link follows
     moved = name.replace("disk.img", "moved.img")
-    sh(bdctl_path(), "rename", f"{pname}:/{name}", f"{pname}:/{moved}")
+    sh(BDCTL, "rename", f"{pname}:/{name}", f"{pname}:/{moved}")
     assert not os.path.lexists(link)
     assert os.path.realpath(f"{tree(vg)}/{moved}") == os.path.realpath(
         bdctl_json("info", f"{pname}:/{moved}")["device"])
@@ -127,11 +127,6 @@ def test_the_pool_target_is_the_volume_tree(daemon, pool, patched):
     patched("vol-delete", moved, "--pool", pname)
     assert not os.path.lexists(f"{tree(vg)}/{moved}")
     assert not os.path.exists(os.path.dirname(f"{tree(vg)}/{moved}"))  # no empty directory
-
-
-def bdctl_path():
-    from bdlibvirt import BDCTL
-    return BDCTL
 
 
 def test_virt_install_and_virt_clone(pool, patched):
