@@ -2,7 +2,11 @@
 // without a shell and turns failures into errors quoting LVM's own message.
 #pragma once
 
+#include <sys/types.h>
+
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "error.h"
 #include "lvm_argv.h"
@@ -33,6 +37,60 @@ public:
 private:
     int calls_ = 0;
 };
+
+/// Runs LVM's commands in one `lvm` shell process, as lvmdbusd does, and
+/// everything else as SystemRunner does. Under TCG, starting an LVM process
+/// costs about as much as a small VG's read and write together (bench/README.md):
+/// a change's read and its commit then take one process, not two. The shell
+/// starts with the first report (lvs, vgs), which checks that it answers;
+/// until then, and if it ever fails to, every command runs in its own process.
+/// It uses the command profile Debian's lvm2 ships for lvmdbusd (JSON, and each
+/// command's status in a log report on LVM_REPORT_FD).
+class LvmShellRunner : public Runner {
+public:
+    /// `shell`: the program and arguments that start the shell (tests give a stand-in).
+    explicit LvmShellRunner(Argv shell = {"lvm"}) : shell_argv_(std::move(shell)) {}
+    ~LvmShellRunner() override;
+    LvmShellRunner(const LvmShellRunner&) = delete;
+    LvmShellRunner& operator=(const LvmShellRunner&) = delete;
+    Result<CommandOutput> run(const Argv& argv) override;
+    /// Processes started so far (the shell counts once).
+    int processes() const { return processes_ + spawn_.calls(); }
+    /// Commands run so far, in the shell or not.
+    int calls() const { return shell_calls_ + spawn_.calls(); }
+
+private:
+    enum class Outcome { kDone, kShellLost };
+    Result<CommandOutput> in_shell(const Argv& argv, const std::string& line, Outcome& how);
+    Result<std::string> read_document(std::string& errors, Outcome& how);
+    bool start();
+    void stop();
+
+    Argv shell_argv_;
+    SystemRunner spawn_;
+    pid_t pid_ = -1;
+    int in_ = -1, out_ = -1, err_ = -1, report_ = -1;
+    bool unusable_ = false;
+    int processes_ = 0;
+    int shell_calls_ = 0;
+};
+
+/// The line the lvm shell splits back into argv, or nothing when argv cannot
+/// be written as one (a quote of each kind, a non-printable byte, too many words).
+std::optional<std::string> lvm_shell_line(const Argv& argv);
+
+/// A command's status in the shell's log report: {success, LVM's return code}.
+struct ShellStatus {
+    bool success = false;
+    int code = 0;
+};
+/// The status entry of one command's JSON document, if it has one.
+std::optional<ShellStatus> lvm_shell_status(std::string_view document);
+/// The error messages of `lastlog`'s document, joined on one line.
+std::string lvm_shell_errors(std::string_view document);
+
+/// With BD_TRACE=1, prints "bd: +N ms WHAT" to stderr (N: since the process started).
+void trace(std::string_view what);
 
 /// Shell-quoted rendering of argv for messages and traces.
 std::string argv_to_string(const Argv& argv);

@@ -1,6 +1,7 @@
 """Every bdctl volume verb against real LVM, with its error paths."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -218,11 +219,52 @@ def test_foreign_thin_lvs_appear_and_can_be_adopted(shared_bd):
 def test_list_makes_a_fixed_number_of_lvm_calls(shared_bd):
     def calls():
         r = shared_bd.run("list", shared_bd.name, env={"BD_TRACE": "1"})
-        return r.stderr.count("bd: run:")
+        return len(re.findall(r"^bd: \+\d+ ms run: ", r.stderr, re.M))
     few = calls()
     for i in range(6):
         shared_bd.create(f"/many/{i}.img", "4M")
     assert calls() == few == 1  # one lvs finds the export and reads it
+
+
+def lvm_execs(tmp_path, *args, env=None):
+    """The programs a bdctl run starts, as the kernel saw them (strace), not as bd says."""
+    log = tmp_path / "execs"
+    sh("strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", log, BDCTL, *args,
+       env=env)
+    started = [l for l in log.read_text().splitlines() if "execve(" in l and l.endswith("= 0")]
+    return [os.path.basename(l.split('execve("', 1)[1].split('"', 1)[0]) for l in started][1:]
+
+
+def test_a_change_reads_and_commits_in_one_lvm_process(shared_bd, tmp_path):
+    # create, clone and snapshot each read the export under the lock and
+    # commit: two LVM commands, one `lvm` process (the lvm shell).
+    assert lvm_execs(tmp_path, "create", shared_bd.spec("/one/a.img"), "8M") == ["lvm"]
+    assert lvm_execs(tmp_path, "clone", shared_bd.spec("/one/a.img"), "/one/b.img") == ["lvm"]
+    assert lvm_execs(tmp_path, "snapshot", shared_bd.spec("/one/a.img"), "s1") == ["lvm"]
+    a, b = shared_bd.info("/one/a.img"), shared_bd.info("/one/b.img")
+    origin = sh("lvs", "--noheadings", "-o", "origin", f"{shared_bd.vg}/{b['lv']}").stdout.strip()
+    assert origin == a["lv"] and b["id"] != a["id"]
+    snaps = shared_bd.json("snapshots", shared_bd.spec("/one/a.img"))["snapshots"]
+    assert [s["snapshot"] for s in snaps] == ["s1"]
+    # LVM's own refusal, through the shell: its words and bd's exit code for them.
+    r = shared_bd.run("create", "--thick", shared_bd.spec("/one/huge.img"), "1T", rc=6)
+    assert "insufficient free space" in r.stderr, r.stderr
+    assert "/one/huge.img" not in shared_bd.paths()
+
+
+def test_without_lvmdbusd_profile_each_command_is_its_own_process(shared_bd, tmp_path):
+    # The shell needs the command profile Debian's lvm2 ships for lvmdbusd;
+    # without it, bd runs one process per command, as before, with the same results.
+    profile = "/etc/lvm/profile/lvmdbusd.profile"
+    os.rename(profile, profile + ".away")
+    try:
+        execs = lvm_execs(tmp_path, "create", shared_bd.spec("/one/c.img"), "8M")
+        r = shared_bd.run("create", "--thick", shared_bd.spec("/one/huge.img"), "1T", rc=6)
+    finally:
+        os.rename(profile + ".away", profile)
+    assert execs == ["lvs", "lvcreate"], execs
+    assert shared_bd.info("/one/c.img")["size"] == 8 << 20
+    assert "insufficient free space" in r.stderr, r.stderr
 
 
 def test_human_error_for_bad_usage():
@@ -263,7 +305,7 @@ def test_activate(shared_bd):
     sh("lvchange", "-an", f"{shared_bd.vg}/{v['lv']}", f"{shared_bd.vg}/skipped")
     r = shared_bd.run("--json", "activate", shared_bd.name, env={"BD_TRACE": "1"})
     assert sorted(json.loads(r.stdout)["activated"]) == ["act/a.img", "skipped"]
-    runs = [l for l in r.stderr.splitlines() if l.startswith("bd: run: lvchange")]
+    runs = [l for l in r.stderr.splitlines() if re.match(r"bd: \+\d+ ms run: lvchange", l)]
     assert len(runs) == 1 and "--activate y" in runs[0], r.stderr
     assert shared_bd.info("/act/a.img")["active"] and shared_bd.info("/skipped")["active"]
     listed = shared_bd.json("list", shared_bd.name)

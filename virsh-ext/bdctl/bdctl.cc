@@ -52,7 +52,7 @@ inline void must(Result<void> r) {
     if (!r) throw Failure{r.error()};
 }
 
-SystemRunner g_runner;
+LvmShellRunner g_runner;
 
 // Verbs that change an export open it with Access::kChange: the lock is taken
 // before the first read, so that one read serves both the checks and the change.
