@@ -179,6 +179,7 @@ Result<Export> Export::open(Runner& runner, const std::string& name, Access acce
         if (!out) return tl::unexpected(out.error());
         Result<std::vector<LvRecord>> rows = parse_lvs(out->out);
         if (!rows) return tl::unexpected(rows.error());
+        trace(fmt::format("parsed {} LVs ({} KB)", rows->size(), out->out.size() / 1024));
         Result<std::optional<VgRecord>> vg = find_export_vg(runner, name, *rows);
         if (!vg) return tl::unexpected(vg.error());
         if (!*vg)
@@ -283,6 +284,7 @@ Result<Catalog> Export::scan() {
                                         "deleted or moved); open the export again",
                                         vg_, name_));
     Catalog cat = build_catalog(lvs, thinpool_);
+    trace(fmt::format("catalog: {} volumes", cat.volumes.size()));
     if (!cat.pool)
         return fail(ENOENT, fmt::format("thin pool \"{}/{}\" of export \"{}\" is missing (recreate "
                                         "it, or fix the bd.pool tag on VG \"{}\")",

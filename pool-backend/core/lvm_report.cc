@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
-#include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "names.h"
 
@@ -11,24 +11,36 @@ namespace bd {
 
 namespace {
 
-using nlohmann::json;
+// One report row: LVM prints every field as a string. The views point into
+// the parser's buffers and live as long as the callback that gets the row.
+class Row {
+public:
+    void add(std::string_view key, std::string_view value) { fields_.emplace_back(key, value); }
+    std::string_view get(std::string_view key) const {
+        for (const auto& [k, v] : fields_)
+            if (k == key) return v;
+        return {};
+    }
 
-std::string field(const json& row, const char* key) {
-    auto it = row.find(key);
-    return it != row.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
+private:
+    std::vector<std::pair<std::string_view, std::string_view>> fields_;
+};
 
-uint64_t number(const json& row, const char* key) {
-    std::string s = field(row, key);
+std::string field(const Row& row, const char* key) { return std::string(row.get(key)); }
+
+uint64_t number(const Row& row, const char* key) {
+    std::string_view s = row.get(key);
     uint64_t v = 0;
     std::from_chars(s.data(), s.data() + s.size(), v);
     return v;
 }
 
-std::optional<double> percent(const json& row, const char* key) {
-    std::string s = field(row, key);
+std::optional<double> percent(const Row& row, const char* key) {
+    std::string_view s = row.get(key);
     if (s.empty()) return std::nullopt;
-    return std::strtod(s.c_str(), nullptr);
+    double v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
 }
 
 std::vector<std::string> split_tags(const std::string& s) {
@@ -44,18 +56,45 @@ std::vector<std::string> split_tags(const std::string& s) {
 }
 
 // Reports look like {"report": [{"lv": [{...}, ...]}]}; a VG filter can yield several
-// report objects, so rows from all of them are gathered.
-Result<std::vector<json>> rows(std::string_view text, const char* kind) {
-    json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded() || !doc.contains("report"))
+// report objects, so rows from all of them are read. simdjson's on-demand
+// parser reads a 1000-LV report (600 KB) in a few milliseconds on hardware;
+// building nlohmann's tree of it took most of `bdctl list` (bench/README.md).
+template <typename Each>
+Result<void> for_each_row(std::string_view text, const char* kind, Each&& each) {
+    auto bad = [kind] {
         return fail(EIO, fmt::format("cannot parse LVM {} report: not the expected JSON "
                                      "(is lvm2 >= 2.02.158 installed?)",
                                      kind));
-    std::vector<json> out;
-    for (const json& report : doc["report"])
-        if (report.contains(kind))
-            for (const json& row : report[kind]) out.push_back(row);
-    return out;
+    };
+    simdjson::ondemand::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::ondemand::document doc;
+    simdjson::ondemand::array reports;
+    if (parser.iterate(padded).get(doc) || doc["report"].get_array().get(reports)) return bad();
+    for (auto report_result : reports) {
+        simdjson::ondemand::object report;
+        if (report_result.get_object().get(report)) return bad();
+        for (auto part : report) {
+            std::string_view key;
+            simdjson::ondemand::array rows;
+            if (part.unescaped_key().get(key)) return bad();
+            if (key != kind) continue;
+            if (part.value().get_array().get(rows)) return bad();
+            for (auto row_result : rows) {
+                simdjson::ondemand::object object;
+                if (row_result.get_object().get(object)) return bad();
+                Row row;
+                for (auto f : object) {
+                    std::string_view name, value;
+                    if (f.unescaped_key().get(name)) return bad();
+                    if (f.value().get_string().get(value)) continue;  // not a string: absent
+                    row.add(name, value);
+                }
+                each(row);
+            }
+        }
+    }
+    return {};
 }
 
 }  // namespace
@@ -69,10 +108,8 @@ Result<std::vector<json>> rows(std::string_view text, const char* kind) {
 //   "vg_uuid":"pQ2...", "vg_tags":"bd.export=bd,bd.pool=pool", "vg_extent_size":"4194304",
 //   "vg_free":"0", "vg_mda_free":"520192", "vg_mda_size":"1044480"}, ...]}]}
 Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
-    Result<std::vector<json>> table = rows(text, "lv");
-    if (!table) return tl::unexpected(table.error());
     std::vector<LvRecord> out;
-    for (const json& row : *table) {
+    Result<void> read = for_each_row(text, "lv", [&out](const Row& row) {
         LvRecord lv;
         lv.name = field(row, "lv_name");
         lv.uuid = field(row, "lv_uuid");
@@ -98,17 +135,16 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.vg_mda_free = number(row, "vg_mda_free");
         lv.vg_mda_size = number(row, "vg_mda_size");
         out.push_back(std::move(lv));
-    }
+    });
+    if (!read) return tl::unexpected(read.error());
     return out;
 }
 
 // Sample: {"report": [{"vg": [{"vg_name":"vg0", "vg_uuid":"pQ2...", "vg_tags":"bd.export=bd",
 //   "vg_extent_size":"4194304", "vg_size":"1069547520", "vg_free":"0", "vg_seqno":"7"}]}]}
 Result<std::vector<VgRecord>> parse_vgs(std::string_view text) {
-    Result<std::vector<json>> table = rows(text, "vg");
-    if (!table) return tl::unexpected(table.error());
     std::vector<VgRecord> out;
-    for (const json& row : *table) {
+    Result<void> read = for_each_row(text, "vg", [&out](const Row& row) {
         VgRecord vg;
         vg.name = field(row, "vg_name");
         vg.uuid = field(row, "vg_uuid");
@@ -118,7 +154,8 @@ Result<std::vector<VgRecord>> parse_vgs(std::string_view text) {
         vg.free = number(row, "vg_free");
         vg.seqno = number(row, "vg_seqno");
         out.push_back(std::move(vg));
-    }
+    });
+    if (!read) return tl::unexpected(read.error());
     return out;
 }
 

@@ -136,6 +136,7 @@ void Export::retree(const Catalog& cat) {
 Result<void> Export::repair_tree(const Catalog& seen) {
     // The common case reads only: the tree already shows what was seen.
     Result<bool> same = VolumeTree(tree()).matches(links_of(seen, *this));
+    trace("volume tree checked");
     if (same && *same) return {};
     // Else the lock, without waiting: a change holding it rebuilds the tree
     // itself. Under the lock the report is read again, as a change may have

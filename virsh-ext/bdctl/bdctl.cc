@@ -604,6 +604,7 @@ int report_failure(const Options& o, const Error& e) {
 }  // namespace
 
 int main_bdctl(int argc, char** argv) {
+    trace("main");  // what the dynamic loader and static constructors took
     Options o;
     // --json is accepted anywhere before "--", as scripts put it where they like;
     // after "--" every word is a name (the libvirt backend puts names there).
@@ -630,6 +631,7 @@ int main_bdctl(int argc, char** argv) {
     }
     try {
         app.parse(args);
+        trace("done");
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
