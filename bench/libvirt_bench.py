@@ -56,8 +56,9 @@ def report(label, ours, base):
 
 
 class Bench:
-    def __init__(self, virsh):
+    def __init__(self, virsh, pid=None):
         self.virsh = virsh
+        self.pid = pid   # libvirtd's, to see which programs it runs
 
     def v(self, *args):
         return sh(self.virsh, "-c", "storage:///system", *args)
@@ -99,6 +100,10 @@ class Bench:
         raw = median_time(lambda i: ["lvcreate", "-q", "--type", "thin", "-V", "64M",
                                      "--thinpool", self.thinpool, "-n", f"rawc{i}", BD_VG], n)
         report("virsh vol-create-as (bd, 64M)  vs lvcreate --type thin", bd, raw)
+        if self.pid:
+            print("   programs libvirtd ran for one vol-create-as: " + ", ".join(execs(
+                self.pid, [self.virsh, "-c", "storage:///system", "vol-create-as", BD_POOL,
+                           "lat/traced.img", "64M"])), flush=True)
 
     def clone(self, n, sizes):
         print(f"\n2. vol-clone, median of {n}{'bd':>32} {'logical':>11}")
@@ -119,10 +124,19 @@ class Bench:
             def drop(pool):   # clones are removed, untimed, so the VGs never fill up
                 return lambda i: self.v("vol-delete", f"k{mib}-{i}.img", "--pool", pool)
 
-            bd = median_time(clone_argv(BD_POOL), n, drop(BD_POOL))
+            src_lv = json.loads(sh(BDCTL, "--json", "info", f"{BD_POOL}:/{src}"))["lv"]
+            bd, bare = paired(clone_argv(BD_POOL),
+                              lambda i: ["lvcreate", "-q", "-s", "-kn", "-ay", "-n",
+                                         f"rawk{mib}-{i}", f"{BD_VG}/{src_lv}"], n,
+                              drop(BD_POOL))
             lvm = median_time(clone_argv(LVM_POOL), n, drop(LVM_POOL))
             label = f"{mib} MiB" if mib < 1024 else f"{mib // 1024} GiB"
+            report(f"virsh vol-clone, {label} written: bd vs lvcreate -s", bd, bare)
             report(f"virsh vol-clone, {label} written: bd vs logical pool", bd, lvm)
+            if self.pid:
+                print("   programs libvirtd ran for one vol-clone: " + ", ".join(
+                    execs(self.pid, clone_argv(BD_POOL)(n))), flush=True)
+                drop(BD_POOL)(n)
             self.v("vol-delete", src, "--pool", LVM_POOL)
 
     def refresh(self, count, n):
@@ -158,8 +172,41 @@ class Bench:
                                          BD_POOL], n)
         lvs = median_time(lambda i: ["lvs", "--reportformat", "json", BD_VG], n)
         report(f"virsh pool-refresh ({got} volumes)  vs lvs {BD_VG}", refresh, lvs)
+        if self.pid:
+            print("   programs libvirtd ran for one pool-refresh: " + ", ".join(execs(
+                self.pid, [self.virsh, "-c", "storage:///system", "pool-refresh", BD_POOL])),
+                flush=True)
         bdctl = median_time(lambda i: [BDCTL, "--json", "list", BD_POOL, "-l"], n)
         report("   (for reference: bdctl --json list -l  vs lvs)", bdctl, lvs)
+
+
+def paired(ours, base, n, after=None):
+    """Medians of n alternating runs, so both sides see the same machine load."""
+    a, b = [], []
+    for i in range(n):
+        a.append(timed(ours(i)))
+        if after:
+            after(i)
+        b.append(timed(base(i)))
+    return statistics.median(a), statistics.median(b)
+
+
+def execs(pid, argv):
+    """The programs `pid` (libvirtd) starts while argv runs, seen by strace:
+    where a virsh command's time goes is mostly in which processes it costs."""
+    log = "/tmp/bench-execs"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none",
+                               "-p", str(pid), "-o", log])
+    time.sleep(2)  # attached to every thread
+    sh(*argv)
+    tracer.send_signal(2)
+    tracer.wait()
+    out = []
+    for line in open(log):
+        if "execve(" in line and line.rstrip().endswith("= 0"):
+            args = line.split("[", 1)[1].split("]", 1)[0].replace('"', "").split(", ")
+            out.append(" ".join([os.path.basename(args[0])] + [a for a in args[1:3]]))
+    return out
 
 
 def main():
@@ -179,7 +226,7 @@ def main():
     daemon = Daemon(libvirt_prefix())
     daemon.start()
     try:
-        b = Bench(daemon.virsh.binary)
+        b = Bench(daemon.virsh.binary, daemon.pid)
         b.setup(args.disk, bd_size, lvm_size)
         print(f"libvirt bd pool benchmarks (guest: {os.uname().release}, TCG; patched "
               f"libvirtd {daemon.prefix}; compare ratios, not times)", flush=True)
