@@ -164,6 +164,10 @@ class Fs {
     Result<void> fallocate(OpenFile* file, int mode, off_t off, off_t len, const bd::Actor& who);
     Result<size_t> copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
                                    size_t len, const bd::Actor& who);
+    /// lseek's SEEK_DATA and SEEK_HOLE: a thin file's data ends with its highest
+    /// mapped pool block, and all past it is a hole (cp, tar, rsync and qemu-img
+    /// then read only up to there).
+    Result<off_t> seek(OpenFile* file, off_t off, int whence);
 
     /// The caller of a request as the core sees it: ids, groups, and whether it
     /// may use the reserve (root, -o resuid, -o resgid).
@@ -218,6 +222,8 @@ class Fs {
     Result<void> set_unsized(const bd::Volume& v, bool unsized);
     Result<void> empty_volume(const bd::Volume& v);
     Result<void> ensure_size(OpenFile* f, uint64_t end, const bd::Actor& who);
+    /// {size, where its data ends} of an open file (see seek).
+    Result<std::pair<uint64_t, uint64_t>> data_extent(OpenFile* f);
     Result<void> remove_file(const Entry& e);
     Result<OpenFile*> open_volume(fuse_ino_t ino, const bd::Volume& v, int flags);
     std::shared_ptr<VolumeState> state_of(OpenFile* f, std::string* id = nullptr);

@@ -342,6 +342,12 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
     if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
     if (Result<void> ok = ensure_size(f, uint64_t(off) + size, who); !ok)
         return tl::unexpected(ok.error());
+    // Zeros past the data need no write: a thin LV reads zeros where it maps
+    // nothing. (`cp --sparse=never` writes the hole past a file's data as zeros,
+    // which would fill a clone's unmapped tail.)
+    if (!f->thick && size > 0 && buf[0] == 0 && memcmp(buf, buf + 1, size - 1) == 0)
+        if (Result<std::pair<uint64_t, uint64_t>> e = data_extent(f); e && uint64_t(off) >= e->second)
+            return size;
     // A linear LV is all allocated, outside the thin pool: nothing to reserve.
     if (!f->thick)
         if (Result<void> ok = space_.reserve(size, who.reserve); !ok)
@@ -496,6 +502,40 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd:
     return size_t(std::min<uint64_t>({len, src_size, kMaxReply}));
 }
 
+// The file's size, and where its data ends: a thin LV reads zeros past its
+// highest mapped block. Holes below it are not known without the pool's
+// metadata, so they are reported as data, which lseek allows.
+Result<std::pair<uint64_t, uint64_t>> Fs::data_extent(OpenFile* f) {
+    if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
+    std::shared_ptr<VolumeState> st = state_of(f);
+    {
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        if (st && st->unsized) return std::pair<uint64_t, uint64_t>(0, 0);
+    }
+    Result<uint64_t> size = device_size(f->fd);
+    if (!size) return tl::unexpected(size.error());
+    uint64_t end = *size;
+    struct stat dev;
+    if (!f->thick && fstat(f->fd, &dev) == 0 && S_ISBLK(dev.st_mode))
+        if (Result<std::optional<uint64_t>> e = bd::dm_thin_data_end(dev.st_rdev); e && *e)
+            end = std::min(end, **e);
+    return std::pair<uint64_t, uint64_t>(*size, end);
+}
+
+Result<off_t> Fs::seek(OpenFile* f, off_t off, int whence) {
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return bd::fail(EINVAL, fmt::format("lseek whence {}", whence));
+    Result<std::pair<uint64_t, uint64_t>> extent = data_extent(f);
+    if (!extent) return tl::unexpected(extent.error());
+    auto [size, end] = *extent;
+    if (off < 0 || uint64_t(off) >= size) return bd::fail(ENXIO, "past the end of the file");
+    if (whence == SEEK_DATA) {
+        if (uint64_t(off) >= end) return bd::fail(ENXIO, "no data past this offset");
+        return off;
+    }
+    return uint64_t(off) < end ? off_t(end) : off;
+}
+
 Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out,
                                    size_t len, const bd::Actor& who) {
     std::string src_id, dst_id;
@@ -512,8 +552,13 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
     }
     if (whole) {
         Result<size_t> cloned = bd::fail(EOPNOTSUPP, "not the whole source");
-        Result<uint64_t> src_size = device_size(in->fd);
-        if (src_size && len >= *src_size) cloned = clone_into(in, out, len, who);
+        // All of the source, or all of its data: with SEEK_HOLE, `cp
+        // --sparse=never` hands over the data up to its end and then writes
+        // the zeros past it. The clone has the source's size, which bdfs
+        // files round to anyway (extents).
+        Result<std::pair<uint64_t, uint64_t>> src = data_extent(in);
+        if (src && (len >= src->first || (src->second > 0 && len >= src->second)))
+            cloned = clone_into(in, out, len, who);
         {
             std::lock_guard<std::mutex> lock(volumes_mutex_);
             dst_st->swapping = false;

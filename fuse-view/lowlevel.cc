@@ -246,6 +246,17 @@ void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t le
             });
 }
 
+void sfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+    (void)ino;
+    guarded(req, "lseek", [&] {
+        Result<off_t> to = fs(req).seek(file(fi), off, whence);
+        // ENXIO (no data, or no hole, past off) is an answer, not a failure to log.
+        if (!to && to.error().code == ENXIO) return (void)fuse_reply_err(req, ENXIO);
+        if (!to) return reply_err(req, "lseek", to.error());
+        fuse_reply_lseek(req, *to);
+    });
+}
+
 void sfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
                          fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
                          int flags) {
@@ -331,6 +342,7 @@ fuse_lowlevel_ops lowlevel_ops() {
     ops.fsync = sfs_fsync;
     ops.fallocate = sfs_fallocate;
     ops.copy_file_range = sfs_copy_file_range;
+    ops.lseek = sfs_lseek;
     ops.statfs = sfs_statfs;
     ops.getxattr = sfs_getxattr;
     ops.listxattr = sfs_listxattr;

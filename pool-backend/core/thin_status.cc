@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <libdevmapper.h>
 
+#include <sys/sysmacros.h>
+
+#include <charconv>
 #include <memory>
 #include <sstream>
 
@@ -34,18 +37,70 @@ Result<std::pair<std::string, std::string>> target_status(const std::string& nam
     return std::pair<std::string, std::string>(type ? type : "", params ? params : "");
 }
 
+// The first target's status and table of the device numbered `dev`.
+struct Target {
+    std::string type, status, table;
+};
+
+Result<Target> target_of(dev_t dev) {
+    Target t;
+    for (int kind : {DM_DEVICE_STATUS, DM_DEVICE_TABLE}) {
+        dm_prepare();
+        Task task(dm_task_create(kind));
+        if (!task) return fail(ENOMEM, "dm_task_create failed");
+        if (!dm_task_set_major(task.get(), int(major(dev))) ||
+            !dm_task_set_minor(task.get(), int(minor(dev))) || !dm_task_no_flush(task.get()))
+            return fail(EINVAL, fmt::format("device-mapper device {}:{}", major(dev), minor(dev)));
+        if (!dm_task_run(task.get()))
+            return fail(ENOENT, fmt::format("device-mapper device {}:{} is gone", major(dev),
+                                            minor(dev)));
+        uint64_t start = 0, length = 0;
+        char* type = nullptr;
+        char* params = nullptr;
+        dm_get_next_target(task.get(), nullptr, &start, &length, &type, &params);
+        t.type = type ? type : "";
+        (kind == DM_DEVICE_STATUS ? t.status : t.table) = params ? params : "";
+    }
+    return t;
+}
+
 }  // namespace
 
 // Sample (kernel 6.1, thin target): "2048 4095" (2048 sectors mapped, highest
 // mapped sector 4095), "0 -" when nothing is mapped, "Fail" after an error.
-Result<uint64_t> parse_thin_status(const std::string& params) {
+// Returns {bytes mapped, bytes up to the end of the highest mapped block}.
+static Result<std::pair<uint64_t, uint64_t>> parse_thin(const std::string& params) {
     if (params == "Fail") return fail(EIO, "thin volume is in Fail mode");
     std::istringstream in(params);
-    uint64_t sectors = 0;
+    uint64_t sectors = 0, h = 0;
     std::string highest;
-    if (!(in >> sectors >> highest))
+    if (!(in >> sectors >> highest) ||
+        (highest != "-" &&
+         std::from_chars(highest.data(), highest.data() + highest.size(), h).ec != std::errc()))
         return fail(EIO, fmt::format("unexpected thin status \"{}\"", params));
-    return sectors * 512;
+    return std::pair<uint64_t, uint64_t>(sectors * 512, highest == "-" ? 0 : (h + 1) * 512);
+}
+
+Result<uint64_t> parse_thin_status(const std::string& params) {
+    return parse_thin(params).map([](auto p) { return p.first; });
+}
+
+Result<uint64_t> parse_thin_data_end(const std::string& params) {
+    return parse_thin(params).map([](auto p) { return p.second; });
+}
+
+// Table sample: "253:2 7" (pool device, device id), "253:2 7 253:5" with an
+// external origin.
+Result<std::optional<uint64_t>> dm_thin_data_end(dev_t dev) {
+    Result<Target> t = target_of(dev);
+    if (!t) return tl::unexpected(t.error());
+    std::istringstream table(t->table);
+    std::string pool, id, external;
+    if (t->type != "thin" || !(table >> pool >> id) || (table >> external))
+        return std::optional<uint64_t>();
+    Result<uint64_t> end = parse_thin_data_end(t->status);
+    if (!end) return tl::unexpected(end.error());
+    return std::optional<uint64_t>(*end);
 }
 
 Result<uint64_t> dm_thin_mapped_bytes(const std::string& name) {

@@ -3,7 +3,10 @@
 // right for `export info` but too slow for per-write or per-stat use.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "dm.h"
@@ -19,5 +22,14 @@ Result<ThinPoolStatus> dm_thin_pool_status_noflush(const std::string& vg, const 
 
 /// Parses a thin target's status ("<mapped sectors> <highest mapped sector>|-"); bytes mapped.
 Result<uint64_t> parse_thin_status(const std::string& params);
+
+/// Where a thin device's data ends: every block past the highest mapped one
+/// reads zeros (0: nothing is mapped). From the same status line.
+Result<uint64_t> parse_thin_data_end(const std::string& params);
+
+/// The same for the open device `dev` (a thin LV's st_rdev); nothing when a
+/// read past it may still find data: not a thin device, or a thin device with
+/// an external origin (read where unmapped).
+Result<std::optional<uint64_t>> dm_thin_data_end(dev_t dev);
 
 }  // namespace bd

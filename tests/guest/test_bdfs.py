@@ -182,6 +182,9 @@ def test_cp_of_a_whole_file_is_an_instant_clone(mnt, d):
     write(mnt.p(d, "sparse"), b"x" * 4096, 8 * MiB)
     mnt.run(f"cp --sparse=never {d}/sparse {d}/sparse-copy")
     assert lv_origin(mnt.bd, f"{d}/sparse-copy") == lv_of(mnt.bd, f"{d}/sparse")
+    # cp clones the data (up to SEEK_HOLE) and writes the rest as zeros, which
+    # bdfs does not store: the clone maps what its origin maps.
+    assert os.stat(mnt.p(d, "sparse-copy")).st_blocks == os.stat(mnt.p(d, "sparse")).st_blocks
     # The copy is the copier's, not the source owner's.
     os.chown(mnt.p(d, "full"), 1000, 1000)
     mnt.run(f"cp {d}/full {d}/copy2")
@@ -199,6 +202,48 @@ def test_cp_of_a_sparse_file_and_partial_ranges_copy_data(mnt, d):
     assert r.stdout.strip() == f"copied {MiB}"
     assert read(mnt.p(d, "part"), MiB, MiB) == read(src, MiB, 4 * MiB)
     assert lv_origin(mnt.bd, f"{d}/part") == ""  # a data copy, not a clone
+
+
+def seek(fd, off, whence):
+    try:
+        return os.lseek(fd, off, whence)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+
+
+def test_seek_data_and_seek_hole_follow_the_thin_mappings(mnt, d, tmp_path):
+    f = mnt.p(d, "holey")
+    mnt.run(f"truncate -s 64M {d}/holey")
+    chunk = mnt.bd.json("export", "info", mnt.bd.name)["chunk_size"]
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        # Nothing mapped: all of it is a hole.
+        assert [seek(fd, 0, os.SEEK_DATA), seek(fd, 0, os.SEEK_HOLE)] == ["ENXIO", 0]
+        write(f, os.urandom(4 * MiB), 0)
+        assert [seek(fd, 0, os.SEEK_DATA), seek(fd, MiB, os.SEEK_DATA),
+                seek(fd, 4 * MiB, os.SEEK_DATA)] == [0, MiB, "ENXIO"]
+        assert [seek(fd, 0, os.SEEK_HOLE), seek(fd, 5 * MiB, os.SEEK_HOLE),
+                seek(fd, 64 * MiB, os.SEEK_HOLE)] == [4 * MiB, 5 * MiB, "ENXIO"]
+        assert os.stat(f).st_blocks * 512 == 4 * MiB
+        # tar stores the data only (without SEEK_HOLE it stored all 64 MiB).
+        sh("tar", "--sparse", "-cf", tmp_path / "holey.tar", "-C", mnt.p(d), "holey")
+        assert os.stat(tmp_path / "holey.tar").st_size < 5 * MiB
+        # Data past a hole: the data runs to the highest mapped block, and the
+        # hole below it reads as data (zeros).
+        write(f, b"y" * 4096, 40 * MiB)
+        assert [seek(fd, 4 * MiB, os.SEEK_DATA), seek(fd, 0, os.SEEK_HOLE)] == [4 * MiB,
+                                                                                40 * MiB + chunk]
+    finally:
+        os.close(fd)
+    digest = sha(f)
+    # qemu-img copies the data (and skips zeros itself): the copy maps only that.
+    mnt.run(f"qemu-img convert -f raw -O raw {d}/holey {d}/converted")
+    assert sha(mnt.p(d, "converted")) == digest
+    assert os.stat(mnt.p(d, "converted")).st_blocks * 512 <= 5 * MiB
+    # cp (9.1) reads up to the data's end, punching holes where it reads zeros.
+    mnt.run(f"cp {d}/holey {d}/copied")
+    assert sha(mnt.p(d, "copied")) == digest
+    assert os.stat(mnt.p(d, "copied")).st_blocks * 512 <= 5 * MiB
 
 
 def test_mv_renames_across_directories_and_moves_directories(mnt, d):
