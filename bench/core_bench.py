@@ -131,7 +131,7 @@ device_id = {next_id + i - first}
     open(meta, "w").write(text[:at] + "".join(lvs) + text[at:])
     sh("vgchange", "-q", "-an", VG)
     sh("vgcfgrestore", "-q", "--force", "-f", meta, VG)
-    sh("vgchange", "-q", "-ay", f"{VG}/pool")
+    sh("lvchange", "-q", "-ay", f"{VG}/pool")
 
 
 def profile(argv):
