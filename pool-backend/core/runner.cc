@@ -408,7 +408,9 @@ Result<std::string> LvmShellRunner::read_document(std::string& errors, Outcome& 
         }
         bool open = read_available(report_, doc);
         if (!read_available(err_, errors)) open = false;
-        if (!read_available(out_, stray) || !stray.empty()) open = false;
+        // Until the shell has answered once, output there means the report
+        // went to stdout (no LVM_REPORT_FD): no document will come.
+        if (!read_available(out_, stray) || (!answered_ && !stray.empty())) open = false;
         if (whole(doc)) return doc;
         if (!open) break;
     }
@@ -437,6 +439,7 @@ Result<CommandOutput> LvmShellRunner::in_shell(const Argv& argv, const std::stri
         how = Outcome::kShellLost;
         return fail(EIO, "the LVM shell's answer has no status (is lvmdbusd.profile missing?)");
     }
+    answered_ = true;
     if (st->success) {
         output.out = std::move(*doc);
         return output;
@@ -447,7 +450,12 @@ Result<CommandOutput> LvmShellRunner::in_shell(const Argv& argv, const std::stri
     if (send(in_, "lastlog\n", 8, MSG_NOSIGNAL) == 8)
         if (Result<std::string> log = read_document(output.err, after); log)
             words = lvm_shell_errors(*log);
-    if (after == Outcome::kShellLost) how = after;
+    // The command's outcome is known (it failed); a shell lost while asking
+    // why is simply not used again.
+    if (after == Outcome::kShellLost) {
+        stop();
+        unusable_ = true;
+    }
     if (words.empty()) words = one_line(output.err);
     return fail(EIO, fmt::format("`{}` failed (exit {}): {}", argv_to_string(argv), st->code,
                                  words));

@@ -71,6 +71,7 @@ private:
     pid_t pid_ = -1;
     int in_ = -1, out_ = -1, err_ = -1, report_ = -1;
     bool unusable_ = false;
+    bool answered_ = false;  ///< the shell has answered with a status once
     int processes_ = 0;
     int shell_calls_ = 0;
 };
