@@ -34,11 +34,14 @@ def timed(*argv):
     return time.perf_counter() - t0
 
 
-def paired(ours, base, n):
-    """Medians of n alternating runs, so both sides see the same machine load."""
+def paired(ours, base, n, after=None):
+    """Medians of n alternating runs, so both sides see the same machine load;
+    after(i), untimed, follows each of ours (to remove what it made)."""
     a, b = [], []
     for i in range(n):
         a.append(timed(*ours(i)))
+        if after:
+            after(i)
         b.append(timed(*base(i)))
     return statistics.median(a), statistics.median(b)
 

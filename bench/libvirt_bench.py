@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "libvirt"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bdlibvirt import BDCTL, Daemon, libvirt_prefix  # noqa: E402
-from core_bench import lv_name  # noqa: E402  (bd's LV naming, for the bulk setup)
+from core_bench import lv_name, paired  # noqa: E402  (bd's LV naming; side-by-side medians)
 
 BD_POOL, BD_VG = "bench", "benchvg"
 LVM_POOL, LVM_VG = "stock", "stockvg"
@@ -178,17 +178,6 @@ class Bench:
                 flush=True)
         bdctl = median_time(lambda i: [BDCTL, "--json", "list", BD_POOL, "-l"], n)
         report("   (for reference: bdctl --json list -l  vs lvs)", bdctl, lvs)
-
-
-def paired(ours, base, n, after=None):
-    """Medians of n alternating runs, so both sides see the same machine load."""
-    a, b = [], []
-    for i in range(n):
-        a.append(timed(ours(i)))
-        if after:
-            after(i)
-        b.append(timed(base(i)))
-    return statistics.median(a), statistics.median(b)
 
 
 def execs(pid, argv):

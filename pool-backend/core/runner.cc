@@ -469,7 +469,6 @@ Result<CommandOutput> LvmShellRunner::run(const Argv& argv) {
     bool report = line && is_report(argv[0]);
     if (!line || (pid_ < 0 && !(report && start()))) return spawn_.run(argv);
     trace(fmt::format("run: {} (lvm shell)", argv_to_string(argv)));
-    ++shell_calls_;
     Outcome how = Outcome::kDone;
     Result<CommandOutput> out = in_shell(argv, *line, how);
     if (how == Outcome::kShellLost) {

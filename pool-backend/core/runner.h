@@ -56,8 +56,6 @@ public:
     Result<CommandOutput> run(const Argv& argv) override;
     /// Processes started so far (the shell counts once).
     int processes() const { return processes_ + spawn_.calls(); }
-    /// Commands run so far, in the shell or not.
-    int calls() const { return shell_calls_ + spawn_.calls(); }
 
 private:
     enum class Outcome { kDone, kShellLost };
@@ -73,7 +71,6 @@ private:
     bool unusable_ = false;
     bool answered_ = false;  ///< the shell has answered with a status once
     int processes_ = 0;
-    int shell_calls_ = 0;
 };
 
 /// The line the lvm shell splits back into argv, or nothing when argv cannot
