@@ -89,16 +89,33 @@ def test_a_volume_a_vm_opens_during_rollback_keeps_its_disk(bd, tmp_path):
     wrap = tmp_path / "bin"
     wrap.mkdir()
     paused, go = tmp_path / "paused", tmp_path / "go"
+    wait = (f'if [ ! -e {shlex.quote(str(paused))} ]; then touch {shlex.quote(str(paused))}\n'
+            f'  while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.05; done; fi\n')
     for tool in ("lvremove", "lvrename"):      # whichever commits, it waits once
         real = shutil.which(tool)
         assert real, f"no {tool} on PATH"
         (wrap / tool).write_text(
             "#!/bin/sh\n"
-            f'case " $* " in *"/{lv} "*|*" {lv} "*)\n'
-            f'  if [ ! -e {shlex.quote(str(paused))} ]; then touch {shlex.quote(str(paused))}\n'
-            f'    while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.05; done; fi ;;\nesac\n'
+            f'case " $* " in *"/{lv} "*|*" {lv} "*)\n{wait};;\nesac\n'
             f'exec {shlex.quote(real)} "$@"\n')
         (wrap / tool).chmod(0o755)
+    # bdctl sends its commands to one `lvm` shell, a line each: that shell
+    # runs behind a proxy that holds back the committing line the same way.
+    real = shutil.which("lvm")
+    assert real, "no lvm on PATH"
+    (wrap / "lvm").write_text(
+        "#!/usr/bin/python3 -S\nimport os, subprocess, sys\n"
+        f"real = {real!r}\n"
+        "if sys.argv[1:]:\n    os.execv(real, [real] + sys.argv[1:])\n"
+        "shell = subprocess.Popen([real], stdin=subprocess.PIPE, pass_fds=(3,))\n"
+        "for line in iter(sys.stdin.buffer.readline, b''):\n"
+        "    words = [w.strip(b\"'\\\"\") for w in line.split()]\n"
+        "    if words[:1] in ([b'lvremove'], [b'lvrename']) and any(\n"
+        f"            w == {lv.encode()!r} or w.endswith(b'/' + {lv.encode()!r}) for w in words):\n"
+        f"        subprocess.run(['/bin/sh', '-c', {wait!r}])\n"
+        "    shell.stdin.write(line)\n    shell.stdin.flush()\n"
+        "shell.stdin.close()\nsys.exit(shell.wait())\n")
+    (wrap / "lvm").chmod(0o755)
     env = dict(os.environ, PATH=f"{wrap}:{os.environ['PATH']}")
     p = subprocess.Popen([BDCTL, "rollback", bd.spec("/rb.img"), "s1"], env=env,
                          stderr=subprocess.PIPE, text=True)
