@@ -25,6 +25,14 @@ constexpr uint64_t kGrowStep = 32 << 20;
 // FUSE replies carry a 32-bit count.
 constexpr uint64_t kMaxReply = 0xfffff000ull;
 
+// Whether the thin pool under an open thin LV zeroes new blocks (not known: no).
+bool pool_zeroes(const OpenFile* f) {
+    struct stat dev;
+    if (fstat(f->fd, &dev) != 0 || !S_ISBLK(dev.st_mode)) return false;
+    Result<bool> zeroes = bd::dm_thin_pool_zeroes(dev.st_rdev);
+    return zeroes && *zeroes;
+}
+
 Result<uint64_t> device_size(int fd) {
     uint64_t bytes = 0;
     if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
@@ -343,11 +351,18 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
     if (Result<void> ok = ensure_size(f, uint64_t(off) + size, who); !ok)
         return tl::unexpected(ok.error());
     // Zeros past the data need no write: a thin LV reads zeros where it maps
-    // nothing. (`cp --sparse=never` writes the hole past a file's data as zeros,
-    // which would fill a clone's unmapped tail.)
-    if (!f->thick && size > 0 && buf[0] == 0 && memcmp(buf, buf + 1, size - 1) == 0)
-        if (Result<std::pair<uint64_t, uint64_t>> e = data_extent(f); e && uint64_t(off) >= e->second)
+    // nothing. (`cp --sparse=never` writes the hole past a file's data as
+    // zeros.) Only in a pool that zeroes new blocks: one that does not would
+    // show old contents there after a later partial write to the same block.
+    if (!f->thick && size > 0 && buf[0] == 0 && memcmp(buf, buf + 1, size - 1) == 0 &&
+        pool_zeroes(f))
+        if (Result<std::pair<uint64_t, uint64_t>> e = data_extent(f);
+            e && uint64_t(off) >= e->second) {
+            // A clean cached page may still hold what an earlier failed
+            // writeback left; reads must see the zeros.
+            posix_fadvise(f->fd, off, off_t(size), POSIX_FADV_DONTNEED);
             return size;
+        }
     // A linear LV is all allocated, outside the thin pool: nothing to reserve.
     if (!f->thick)
         if (Result<void> ok = space_.reserve(size, who.reserve); !ok)
@@ -515,6 +530,13 @@ Result<std::pair<uint64_t, uint64_t>> Fs::data_extent(OpenFile* f) {
     Result<uint64_t> size = device_size(f->fd);
     if (!size) return tl::unexpected(size.error());
     uint64_t end = *size;
+    // Data another opener of the LV wrote may still sit in its page cache, not
+    // yet mapped in the pool: write it back first, so the mappings include it.
+    if (sync_file_range(f->fd, 0, 0,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+        return bd::fail(errno, fmt::format("writeback before asking where the data ends: {}",
+                                           strerror(errno)));
     struct stat dev;
     if (!f->thick && fstat(f->fd, &dev) == 0 && S_ISBLK(dev.st_mode))
         if (Result<std::optional<uint64_t>> e = bd::dm_thin_data_end(dev.st_rdev); e && *e)
@@ -552,13 +574,11 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
     }
     if (whole) {
         Result<size_t> cloned = bd::fail(EOPNOTSUPP, "not the whole source");
-        // All of the source, or all of its data: with SEEK_HOLE, `cp
-        // --sparse=never` hands over the data up to its end and then writes
-        // the zeros past it. The clone has the source's size, which bdfs
-        // files round to anyway (extents).
-        Result<std::pair<uint64_t, uint64_t>> src = data_extent(in);
-        if (src && (len >= src->first || (src->second > 0 && len >= src->second)))
-            cloned = clone_into(in, out, len, who);
+        // All of the source: the clone has the source's size, so a shorter
+        // range (even one past the source's data) is copied, or the file would
+        // come out longer than asked.
+        Result<uint64_t> src_size = device_size(in->fd);
+        if (src_size && len >= *src_size) cloned = clone_into(in, out, len, who);
         {
             std::lock_guard<std::mutex> lock(volumes_mutex_);
             dst_st->swapping = false;

@@ -6,6 +6,7 @@
 #include <sys/sysmacros.h>
 
 #include <charconv>
+#include <cstdio>
 #include <memory>
 #include <sstream>
 
@@ -101,6 +102,33 @@ Result<std::optional<uint64_t>> dm_thin_data_end(dev_t dev) {
     Result<uint64_t> end = parse_thin_data_end(t->status);
     if (!end) return tl::unexpected(end.error());
     return std::optional<uint64_t>(*end);
+}
+
+// Pool table sample: "253:0 253:1 128 0 1 skip_block_zeroing" (metadata and
+// data devices, block size, low water mark, then the feature arguments).
+bool parse_thin_pool_zeroes(const std::string& table) {
+    std::istringstream in(table);
+    std::string word;
+    for (int i = 0; i < 5 && in >> word; ++i) {}  // up to the feature count
+    while (in >> word)
+        if (word == "skip_block_zeroing") return false;
+    return true;
+}
+
+Result<bool> dm_thin_pool_zeroes(dev_t thin) {
+    Result<Target> t = target_of(thin);
+    if (!t) return tl::unexpected(t.error());
+    std::istringstream table(t->table);
+    std::string pool;
+    unsigned maj = 0, min = 0;
+    if (t->type != "thin" || !(table >> pool) || sscanf(pool.c_str(), "%u:%u", &maj, &min) != 2)
+        return fail(EINVAL, fmt::format("device {}:{} is not a thin volume", major(thin),
+                                        minor(thin)));
+    Result<Target> p = target_of(makedev(maj, min));
+    if (!p) return tl::unexpected(p.error());
+    if (p->type != "thin-pool")
+        return fail(EINVAL, fmt::format("device {} is not a thin pool", pool));
+    return parse_thin_pool_zeroes(p->table);
 }
 
 Result<uint64_t> dm_thin_mapped_bytes(const std::string& name) {

@@ -32,4 +32,13 @@ Result<uint64_t> parse_thin_data_end(const std::string& params);
 /// an external origin (read where unmapped).
 Result<std::optional<uint64_t>> dm_thin_data_end(dev_t dev);
 
+/// Whether a thin pool's table (DM_DEVICE_TABLE) zeroes a block before its
+/// first partial write (no "skip_block_zeroing" feature).
+bool parse_thin_pool_zeroes(const std::string& table);
+
+/// The same for the pool of the open thin device `dev`. A pool that skips
+/// zeroing shows a new block's old contents around a partial write, so a
+/// write of zeros there must really be written.
+Result<bool> dm_thin_pool_zeroes(dev_t dev);
+
 }  // namespace bd

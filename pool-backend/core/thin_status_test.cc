@@ -19,4 +19,11 @@ TEST(ThinStatus, DataEndsWithTheHighestMappedBlock) {
     EXPECT_EQ(parse_thin_data_end("256 x").error().code, EIO);
 }
 
+TEST(ThinStatus, PoolZeroesUnlessItsTableSaysSkipBlockZeroing) {
+    EXPECT_TRUE(parse_thin_pool_zeroes("253:0 253:1 128 0 0"));
+    EXPECT_TRUE(parse_thin_pool_zeroes("253:0 253:1 128 0 1 error_if_no_space"));
+    EXPECT_FALSE(parse_thin_pool_zeroes("253:0 253:1 128 0 1 skip_block_zeroing"));
+    EXPECT_FALSE(parse_thin_pool_zeroes("253:0 253:1 1024 0 2 skip_block_zeroing error_if_no_space"));
+}
+
 }  // namespace bd

@@ -177,14 +177,23 @@ def test_cp_of_a_whole_file_is_an_instant_clone(mnt, d):
     mnt.run(f"cp {d}/full {d}/copy")
     assert lv_origin(mnt.bd, f"{d}/copy") == lv_of(mnt.bd, f"{d}/full")
     assert sha(mnt.p(d, "copy")) == digest
-    # A sparse source: cp --sparse=never still copies it whole, so it clones too.
+    # A sparse source: cp --sparse=never copies up to SEEK_HOLE (less than the
+    # whole file: a copy, not a clone) and writes the rest as zeros, which bdfs
+    # does not store: the copy maps no more than its source does.
     mnt.run(f"truncate -s 64M {d}/sparse")
     write(mnt.p(d, "sparse"), b"x" * 4096, 8 * MiB)
     mnt.run(f"cp --sparse=never {d}/sparse {d}/sparse-copy")
-    assert lv_origin(mnt.bd, f"{d}/sparse-copy") == lv_of(mnt.bd, f"{d}/sparse")
-    # cp clones the data (up to SEEK_HOLE) and writes the rest as zeros, which
-    # bdfs does not store: the clone maps what its origin maps.
+    assert sha(mnt.p(d, "sparse-copy")) == sha(mnt.p(d, "sparse"))
+    assert os.stat(mnt.p(d, "sparse-copy")).st_size == 64 * MiB
     assert os.stat(mnt.p(d, "sparse-copy")).st_blocks == os.stat(mnt.p(d, "sparse")).st_blocks
+    # A range that covers the source's data but not all of the source is not a
+    # clone either: the clone would have the source's size, not the range's.
+    mnt.run(f"touch {d}/prefix")
+    r = mnt.run(f"{IOTOOL} cfr {d}/sparse {d}/prefix 0 0 {12 * MiB}")
+    assert r.stdout.strip() == f"copied {12 * MiB}"
+    assert os.stat(mnt.p(d, "prefix")).st_size == 12 * MiB
+    assert lv_origin(mnt.bd, f"{d}/prefix") == ""
+    assert read(mnt.p(d, "prefix"), 4096, 8 * MiB) == b"x" * 4096
     # The copy is the copier's, not the source owner's.
     os.chown(mnt.p(d, "full"), 1000, 1000)
     mnt.run(f"cp {d}/full {d}/copy2")
@@ -481,6 +490,43 @@ def test_bad_names_are_refused_not_mangled(mnt, d):
         open(mnt.p(".bdfs-unlinked"), "w")
     assert e.value.errno == errno.EPERM
     assert mnt.bd.paths() == before
+
+
+def test_zeros_land_in_a_pool_that_does_not_zero_new_blocks(tmp_path_factory, tmp_path):
+    """bdfs does not store zeros written past a thin file's data, since
+    unmapped blocks read as zeros. A pool made with -Zn hands out blocks with
+    their old contents, though: there the zeros must land, or a later partial
+    write to the same block shows old data where the writer put zeros."""
+    bd = make_export(tmp_path_factory.mktemp("pv"), "z" + uuid.uuid4().hex[:6])
+    m = None
+    try:
+        pool = sh("lvs", "--noheadings", "-o", "lv_name", "-S", "segtype=thin-pool",
+                  bd.vg).stdout.strip()
+        sh("lvchange", "--zero", "n", f"{bd.vg}/{pool}")
+        table = sh("dmsetup", "table", f"{bd.vg}-{pool}-tpool").stdout
+        assert "skip_block_zeroing" in table, table
+        # Old data where the pool's first blocks will go (nothing is mapped yet).
+        with open(f"/dev/mapper/{bd.vg}-{pool}_tdata", "r+b") as tdata:
+            tdata.write(b"\xff" * 4 * MiB)
+            tdata.flush()
+            os.fsync(tdata.fileno())
+        m = Mount(bd, tmp_path / "m")
+        m.run("truncate -s 8M z.img")
+        chunk = bd.json("export", "info", bd.name)["chunk_size"]
+        fd = os.open(m.p("z.img"), os.O_RDWR)
+        try:
+            os.pwrite(fd, bytes(chunk), 0)        # zeros over a whole block
+            os.fsync(fd)
+            os.pwrite(fd, b"d" * 4096, 4096)      # then part of that block
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        assert read(m.p("z.img"), 4096, 0) == bytes(4096)
+        assert read(m.p("z.img"), 4096, 4096) == b"d" * 4096
+    finally:
+        if m:
+            m.unmount()
+        destroy(bd)
 
 
 def test_full_pool_gives_enospc_to_the_writer(tmp_path_factory, tmp_path):
