@@ -178,7 +178,7 @@ void FakeLvm::mirror(const Argv& argv) {
     } else if (p.cmd == "lvremove") {
         size_t slash = p.names[0].find('/');
         fs::remove(file(p.names[0].substr(0, slash), p.names[0].substr(slash + 1)));
-    } else if (p.cmd == "lvresize") {
+    } else if (p.cmd == "lvresize" || p.cmd == "lvextend") {
         size_t slash = p.names[0].find('/');
         size_to(file(p.names[0].substr(0, slash), p.names[0].substr(slash + 1)), bytes(p.opt("--size")));
     }
@@ -273,8 +273,10 @@ Result<CommandOutput> FakeLvm::change(const Argv& argv) {
         vgs[vgname].lvs.erase(lvname);
         return CommandOutput{};
     }
-    if (p.cmd == "lvresize") {
+    if (p.cmd == "lvresize" || p.cmd == "lvextend") {
         auto [vgname, lvname] = targets.at(0);
+        if (p.cmd == "lvextend" && bytes(p.opt("--size")) <= vgs[vgname].lvs[lvname].size)
+            return lvm_error("New size given not larger than existing size.");
         vgs[vgname].lvs[lvname].size = bytes(p.opt("--size"));
         return CommandOutput{};
     }

@@ -78,7 +78,9 @@ Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64
                           uint64_t metadata) {
     // A full pool fails writes at once instead of queueing them (see
     // docs/ARCHITECTURE.md, "Space"): VMs pause, and LVM keeps answering.
-    Argv argv = change({"lvcreate", "--thinpool", pool, "--size", bytes_arg(data),
+    // --yes: wiping an old signature where the new pool lands asks first, and
+    // no one answers a question inside the lvm shell.
+    Argv argv = change({"lvcreate", "--yes", "--thinpool", pool, "--size", bytes_arg(data),
                         "--poolmetadatasize", bytes_arg(metadata), "--errorwhenfull", "y"});
     add_names(argv, {vg});
     return argv;
@@ -159,8 +161,10 @@ Argv lvchange_when_full_argv(const std::string& vg, const std::string& pool, boo
 
 Argv lvresize_argv(const std::string& vg, const std::string& lv, uint64_t bytes,
                    bool allow_shrink) {
-    Argv argv = change({"lvresize", "--size", bytes_arg(bytes)});
-    // Without --yes, lvresize asks before reducing; bd only reduces when told to.
+    // A growth is an lvextend, which refuses a smaller size: lvresize would
+    // ask before reducing (the LV may have grown since bd read it), and no
+    // one answers a question inside the lvm shell. bd reduces only when told.
+    Argv argv = change({allow_shrink ? "lvresize" : "lvextend", "--size", bytes_arg(bytes)});
     if (allow_shrink) argv.push_back("--yes");
     add_names(argv, {vg + "/" + lv});
     return argv;
