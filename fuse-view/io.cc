@@ -574,11 +574,16 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
     }
     if (whole) {
         Result<size_t> cloned = bd::fail(EOPNOTSUPP, "not the whole source");
-        // All of the source: the clone has the source's size, so a shorter
-        // range (even one past the source's data) is copied, or the file would
-        // come out longer than asked.
-        Result<uint64_t> src_size = device_size(in->fd);
-        if (src_size && len >= *src_size) cloned = clone_into(in, out, len, who);
+        // All of the source, or all of its data: with SEEK_HOLE, `cp
+        // --sparse=never` hands over the data up to its end and then writes
+        // the zeros past it. The clone has the source's size at once (which a
+        // range that stops past the data but short of the end does not ask
+        // for: such a copy comes out as long as its source, zeros past the
+        // range). Copying instead would grow the file write by write, and
+        // bdfs grows appending writers in steps, past the source's size.
+        Result<std::pair<uint64_t, uint64_t>> src = data_extent(in);
+        if (src && (len >= src->first || (src->second > 0 && len >= src->second)))
+            cloned = clone_into(in, out, len, who);
         {
             std::lock_guard<std::mutex> lock(volumes_mutex_);
             dst_st->swapping = false;
