@@ -23,6 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from bdlibvirt import (LOGFILE, QEMU, STOCK_VIRSH, Daemon, build_nested_initramfs,  # noqa: E402
                        domain_xml, fds_on, run_nested_guest, vol_info)
 
+# One Debian libvirtd on its fixed socket, and a fixed mount point.
+pytestmark = pytest.mark.serial
+
 MiB = 1 << 20
 POOL = "bdfs"
 MOUNT = "/srv/bdfs-stock"          # outside /tmp: QEMU runs as libvirt-qemu and must reach it

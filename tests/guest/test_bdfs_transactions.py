@@ -301,6 +301,7 @@ def test_activation_shows_at_once(mnt, d):
         assert f.read(4) == bytes(4)
 
 
+@pytest.mark.serial  # edits lvm.conf
 def test_with_lvm_backups_off_every_change_still_shows(tbd, tmp_path):
     conf = "/etc/lvm/lvm.conf"
     with open(conf) as f:

@@ -76,6 +76,7 @@ def test_a_qcow2_header_written_by_a_guest_does_not_change_the_format(shared_bd)
 
 # ---- 3. locks nobody else can plant ------------------------------------------------
 
+@pytest.mark.serial  # removes /run/bd and /run/lock/bd
 def test_a_planted_lock_directory_steers_nothing(tmp_path_factory):
     name = "k" + uuid.uuid4().hex[:6]
     planted = "/etc/bd-planted-" + uuid.uuid4().hex[:6]

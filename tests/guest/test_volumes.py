@@ -252,9 +252,13 @@ def test_a_change_reads_and_commits_in_one_lvm_process(shared_bd, tmp_path):
     assert "/one/huge.img" not in shared_bd.paths()
 
 
+@pytest.mark.serial  # moves a file every bdctl reads
 def test_without_lvmdbusd_profile_each_command_is_its_own_process(shared_bd, tmp_path):
     # The shell needs the command profile Debian's lvm2 ships for lvmdbusd;
     # without it, bd runs one process per command, as before, with the same results.
+    # A first change to a fresh export reads twice (it learns which VG to lock)
+    # and activates the pool (thin_check): this test may run first.
+    shared_bd.create("/one/warm.img", "4M")
     profile = "/etc/lvm/profile/lvmdbusd.profile"
     os.rename(profile, profile + ".away")
     try:
