@@ -236,7 +236,7 @@ class Fs {
     Result<size_t> copy_data(OpenFile* in, off_t off_in, OpenFile* out, off_t off_out, size_t len,
                              const bd::Actor& who);
     Result<size_t> write_at(OpenFile* f, const char* buf, size_t size, off_t off,
-                            const bd::Actor& who);
+                            const bd::Actor& who, bool after_clone = false);
     Result<void> zero_range(OpenFile* f, uint64_t off, uint64_t len, const bd::Actor& who);
 
     bd::Export ex_;

@@ -25,6 +25,10 @@ constexpr uint64_t kGrowStep = 32 << 20;
 // FUSE replies carry a 32-bit count.
 constexpr uint64_t kMaxReply = 0xfffff000ull;
 
+bool is_zero(const char* buf, size_t size) {
+    return size > 0 && buf[0] == 0 && memcmp(buf, buf + 1, size - 1) == 0;
+}
+
 // Whether the thin pool under an open thin LV zeroes new blocks (not known: no).
 bool pool_zeroes(const OpenFile* f) {
     struct stat dev;
@@ -346,22 +350,30 @@ Result<size_t> Fs::read(OpenFile* f, char* buf, size_t size, off_t off) {
 }
 
 Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off,
-                            const bd::Actor& who) {
+                            const bd::Actor& who, bool after_clone) {
     if (f->lost) return bd::fail(EIO, "the volume of this open file was lost");
     if (Result<void> ok = ensure_size(f, uint64_t(off) + size, who); !ok)
         return tl::unexpected(ok.error());
-    // Zeros past the data need no write: a thin LV reads zeros where it maps
-    // nothing. (`cp --sparse=never` writes the hole past a file's data as
-    // zeros.) Only in a pool that zeroes new blocks: one that does not would
-    // show old contents there after a later partial write to the same block.
-    if (!f->thick && size > 0 && buf[0] == 0 && memcmp(buf, buf + 1, size - 1) == 0 &&
-        pool_zeroes(f))
+    // Zeros a copier writes into a fresh clone past its data need no write: a
+    // thin LV reads zeros where it maps nothing, and `cp --sparse=never`
+    // writes the hole past a file's data as zeros, which would allocate all
+    // of the clone's tail. Only right after a clone: anyone else writing
+    // zeros (glibc's posix_fallocate, dd) means to allocate them. And only in
+    // a pool that zeroes new blocks: one that does not would show old
+    // contents there after a later partial write to the same block.
+    if (after_clone && !f->thick && size > 0 && is_zero(buf, size) && pool_zeroes(f))
         if (Result<std::pair<uint64_t, uint64_t>> e = data_extent(f);
             e && uint64_t(off) >= e->second) {
             // A clean cached page may still hold what an earlier failed
             // writeback left; reads must see the zeros.
             posix_fadvise(f->fd, off, off_t(size), POSIX_FADV_DONTNEED);
             return size;
+        }
+    // Written, so the file no longer holds exactly what was cloned.
+    if (after_clone)
+        if (std::shared_ptr<VolumeState> st = state_of(f)) {
+            std::lock_guard<std::mutex> lock(volumes_mutex_);
+            st->clone_of.clear();
         }
     // A linear LV is all allocated, outside the thin pool: nothing to reserve.
     if (!f->thick)
@@ -392,11 +404,15 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
 
 Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off,
                          const bd::Actor& who) {
+    bool after_clone = false;
     if (std::shared_ptr<VolumeState> st = state_of(f)) {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
-        st->clone_of.clear();
+        after_clone = !st->clone_of.empty();
+        // Until the copier writes data: its zeros may still follow (and
+        // write_at forgets the clone if it has to store them).
+        if (!after_clone || !is_zero(buf, size)) st->clone_of.clear();
     }
-    return write_at(f, buf, size, off, who);
+    return write_at(f, buf, size, off, who, after_clone);
 }
 
 Result<void> Fs::fsync(OpenFile* f, bool datasync) {

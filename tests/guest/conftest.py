@@ -79,6 +79,10 @@ class Bd:
     def paths(self):
         return sorted(v["path"] for v in self.json("list", self.name)["volumes"])
 
+    def ids(self):
+        """Each volume's id by path, from one listing."""
+        return {v["path"]: v["id"] for v in self.json("list", self.name)["volumes"]}
+
     def device(self, path):
         return self.info(path)["device"]
 

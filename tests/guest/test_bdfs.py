@@ -485,10 +485,11 @@ def test_bad_names_are_refused_not_mangled(mnt, d):
 
 
 def test_zeros_land_in_a_pool_that_does_not_zero_new_blocks(tmp_path_factory, tmp_path):
-    """bdfs does not store zeros written past a thin file's data, since
-    unmapped blocks read as zeros. A pool made with -Zn hands out blocks with
-    their old contents, though: there the zeros must land, or a later partial
-    write to the same block shows old data where the writer put zeros."""
+    """bdfs does not store the zeros `cp --sparse=never` writes into a fresh
+    clone past its data: unmapped blocks read as zeros. A pool made with -Zn
+    hands out blocks with their old contents, though: there the zeros must
+    land, or a later partial write to such a block shows old data where cp
+    put zeros."""
     bd = make_export(tmp_path_factory.mktemp("pv"), "z" + uuid.uuid4().hex[:6])
     m = None
     try:
@@ -498,23 +499,21 @@ def test_zeros_land_in_a_pool_that_does_not_zero_new_blocks(tmp_path_factory, tm
         sh("lvchange", "--zero", "n", f"{bd.vg}/{pool}")
         table = sh("dmsetup", "table", f"{bd.vg}-{pool}-tpool").stdout
         assert "skip_block_zeroing" in table, table
-        # Old data where the pool's first blocks will go (nothing is mapped yet).
+        chunk = bd.json("export", "info", bd.name)["chunk_size"]
+        m = Mount(bd, tmp_path / "m")
+        write(m.p("z.img"), b"x" * chunk, 0)      # the pool's first block
+        # Old data where the pool's next blocks will go.
         with open(f"/dev/mapper/{bd.vg}-{pool}_tdata", "r+b") as tdata:
+            tdata.seek(chunk)
             tdata.write(b"\xff" * 4 * MiB)
             tdata.flush()
             os.fsync(tdata.fileno())
-        m = Mount(bd, tmp_path / "m")
-        chunk = bd.json("export", "info", bd.name)["chunk_size"]
-        fd = os.open(m.p("z.img"), os.O_RDWR)
-        try:
-            os.pwrite(fd, bytes(chunk), 0)        # zeros over a whole block
-            os.fsync(fd)
-            os.pwrite(fd, b"d" * 4096, 4096)      # then part of that block
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        assert read(m.p("z.img"), 4096, 0) == bytes(4096)
-        assert read(m.p("z.img"), 4096, 4096) == b"d" * 4096
+        m.run("cp --sparse=never z.img copy.img")  # a clone, then zeros past its data
+        assert lv_origin(bd, "/copy.img") == lv_of(bd, "/z.img")
+        write(m.p("copy.img"), b"d" * 4096, chunk + 4096)   # part of a block cp zeroed
+        assert read(m.p("copy.img"), 4096, chunk) == bytes(4096)
+        assert read(m.p("copy.img"), 4096, chunk + 4096) == b"d" * 4096
+        assert read(m.p("copy.img"), chunk, 0) == b"x" * chunk
     finally:
         if m:
             m.unmount()

@@ -39,7 +39,7 @@ def meddle(bd):
     """Another change between the kill and fsck: a delete of dst.img goes
     through only if nothing about dst.img is unfinished; else it is refused
     (EUCLEAN, exit 9) and changes nothing. Returns whether it deleted."""
-    before = {p: bd.info("/" + p)["id"] for p in bd.paths()}
+    before = bd.ids()
     pending = bd.json("fsck", bd.name, "--dry-run")["repaired"]
     r = bd.run("delete", bd.spec("/dst.img"), rc=None)
     if "dst.img" not in before:
@@ -50,7 +50,7 @@ def meddle(bd):
     else:
         assert r.returncode == 0, r.stderr
     if r.returncode == 9:
-        assert {p: bd.info("/" + p)["id"] for p in bd.paths()} == before
+        assert bd.ids() == before
         return False
     # Deleted: no other volume took dst.img's place, now or after fsck.
     assert "dst.img" not in bd.paths()
@@ -59,10 +59,10 @@ def meddle(bd):
 
 def settled(bd):
     """The export after a kill: what it showed, fsck clean and unchanged by fsck."""
-    seen = {p: bd.info("/" + p)["id"] for p in bd.paths()}
+    seen = bd.ids()
     fsck = bd.json("fsck", bd.name)
     assert fsck["clean"], fsck
-    assert {p: bd.info("/" + p)["id"] for p in bd.paths()} == seen
+    assert bd.ids() == seen
     assert not [n for n in bd.lvs() if n.startswith("_bd_")], bd.lvs()
     assert bd.checksum("/bystander.img", 2) == bd.keep
     return seen
