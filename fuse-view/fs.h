@@ -197,6 +197,7 @@ class Fs {
         bool unsized = false;
         std::string hidden_lv;      ///< unlinked or replaced while open: reaped at last close
         std::string clone_of;       ///< id this volume is an untouched clone of
+        uint64_t clone_next = 0;    ///< where the copy that cloned it goes on (capped replies)
         bool swapping = false;      ///< clone_into is giving it new data: opens wait
         std::mutex grow_mutex;      ///< serializes growing this volume; never held with others
     };

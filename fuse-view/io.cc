@@ -406,11 +406,12 @@ Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off,
                          const bd::Actor& who) {
     bool after_clone = false;
     if (std::shared_ptr<VolumeState> st = state_of(f)) {
+        bool zeros = is_zero(buf, size);
         std::lock_guard<std::mutex> lock(volumes_mutex_);
         after_clone = !st->clone_of.empty();
         // Until the copier writes data: its zeros may still follow (and
         // write_at forgets the clone if it has to store them).
-        if (!after_clone || !is_zero(buf, size)) st->clone_of.clear();
+        if (!after_clone || !zeros) st->clone_of.clear();
     }
     return write_at(f, buf, size, off, who, after_clone);
 }
@@ -519,6 +520,7 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd:
         std::lock_guard<std::mutex> lock(volumes_mutex_);
         dst_st->unsized = false;
         dst_st->clone_of = src_id;
+        dst_st->clone_next = std::min<uint64_t>({len, src_size, kMaxReply});
     }
     // The old data is unheld once `out` moved; else it goes at out's close.
     if (!placed->hidden_lv.empty()) {
@@ -586,7 +588,10 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
                 !dst_st->swapping && !src_st->unsized && src_id != dst_id;
         dst_st->swapping = whole;
         // The rest of a copy whose start we already cloned (replies are capped at 4 GiB).
-        done_by_clone = off_in == off_out && dst_st->clone_of == src_id && !src_id.empty();
+        // Only where that copy goes on: a copy from anywhere else (again
+        // from 0, after the source changed or the target was emptied) copies.
+        done_by_clone = off_in == off_out && dst_st->clone_of == src_id && !src_id.empty() &&
+                        uint64_t(off_in) == dst_st->clone_next;
     }
     if (whole) {
         Result<size_t> cloned = bd::fail(EOPNOTSUPP, "not the whole source");
@@ -611,7 +616,10 @@ Result<size_t> Fs::copy_file_range(OpenFile* in, off_t off_in, OpenFile* out, of
         Result<uint64_t> size = device_size(in->fd);
         if (!size) return tl::unexpected(size.error());
         uint64_t left = uint64_t(off_in) < *size ? *size - uint64_t(off_in) : 0;
-        return size_t(std::min<uint64_t>({len, left, kMaxReply}));
+        uint64_t n = std::min<uint64_t>({len, left, kMaxReply});
+        std::lock_guard<std::mutex> lock(volumes_mutex_);
+        dst_st->clone_next += n;
+        return size_t(n);
     }
     return copy_data(in, off_in, out, off_out, std::min<uint64_t>(len, kMaxReply), who);
 }

@@ -192,6 +192,24 @@ def test_cp_of_a_whole_file_is_an_instant_clone(mnt, d):
     assert os.stat(mnt.p(d, "copy2")).st_uid == 0
 
 
+def test_cp_again_onto_a_clone_someone_holds_copies_the_new_data(mnt, d):
+    # cp clones; a program keeps the copy open; the source changes; cp runs
+    # again. The target is not new (no clone): its data is copied, not taken
+    # for "already cloned".
+    mnt.run(f"truncate -s 8M {d}/src")
+    write(mnt.p(d, "src"), b"first" * 1000, 0)
+    mnt.run(f"cp {d}/src {d}/dst")
+    assert lv_origin(mnt.bd, f"{d}/dst") == lv_of(mnt.bd, f"{d}/src")
+    held = os.open(mnt.p(d, "dst"), os.O_RDONLY)
+    try:
+        write(mnt.p(d, "src"), b"second" * 1000, 0)
+        mnt.run(f"cp {d}/src {d}/dst")
+        assert sha(mnt.p(d, "dst")) == sha(mnt.p(d, "src"))
+        assert read(mnt.p(d, "dst"), 6, 0) == b"second"
+    finally:
+        os.close(held)
+
+
 def test_cp_of_a_sparse_file_and_partial_ranges_copy_data(mnt, d):
     src = mnt.p(d, "src")
     mnt.run(f"truncate -s 16M {d}/src")
