@@ -237,7 +237,9 @@ def lvm_execs(tmp_path, *args, env=None):
 
 def test_a_change_reads_and_commits_in_one_lvm_process(shared_bd, tmp_path):
     # create, clone and snapshot each read the export under the lock and
-    # commit: two LVM commands, one `lvm` process (the lvm shell).
+    # commit: two LVM commands, one `lvm` process (the lvm shell). A fresh
+    # export's first change also activates the pool (thin_check): warm it.
+    shared_bd.create("/one/warm1.img", "4M")
     assert lvm_execs(tmp_path, "create", shared_bd.spec("/one/a.img"), "8M") == ["lvm"]
     assert lvm_execs(tmp_path, "clone", shared_bd.spec("/one/a.img"), "/one/b.img") == ["lvm"]
     assert lvm_execs(tmp_path, "snapshot", shared_bd.spec("/one/a.img"), "s1") == ["lvm"]
