@@ -198,6 +198,7 @@ class Fs {
         std::string hidden_lv;      ///< unlinked or replaced while open: reaped at last close
         std::string clone_of;       ///< id this volume is an untouched clone of
         uint64_t clone_next = 0;    ///< where the copy that cloned it goes on (capped replies)
+        bool clone_zeroes = false;  ///< its pool zeroed new blocks when it was cloned
         bool swapping = false;      ///< clone_into is giving it new data: opens wait
         std::mutex grow_mutex;      ///< serializes growing this volume; never held with others
     };

@@ -359,9 +359,10 @@ Result<size_t> Fs::write_at(OpenFile* f, const char* buf, size_t size, off_t off
     // writes the hole past a file's data as zeros, which would allocate all
     // of the clone's tail. Only right after a clone: anyone else writing
     // zeros (glibc's posix_fallocate, dd) means to allocate them. And only in
-    // a pool that zeroes new blocks: one that does not would show old
-    // contents there after a later partial write to the same block.
-    if (after_clone && !f->thick && size > 0 && is_zero(buf, size) && pool_zeroes(f))
+    // a pool that zeroes new blocks (`after_clone` says so too): one that
+    // does not would show old contents there after a later partial write to
+    // the same block.
+    if (after_clone && !f->thick && is_zero(buf, size))
         if (Result<std::pair<uint64_t, uint64_t>> e = data_extent(f);
             e && uint64_t(off) >= e->second) {
             // A clean cached page may still hold what an earlier failed
@@ -408,7 +409,7 @@ Result<size_t> Fs::write(OpenFile* f, const char* buf, size_t size, off_t off,
     if (std::shared_ptr<VolumeState> st = state_of(f)) {
         bool zeros = is_zero(buf, size);
         std::lock_guard<std::mutex> lock(volumes_mutex_);
-        after_clone = !st->clone_of.empty();
+        after_clone = !st->clone_of.empty() && st->clone_zeroes;
         // Until the copier writes data: its zeros may still follow (and
         // write_at forgets the clone if it has to store them).
         if (!after_clone || !zeros) st->clone_of.clear();
@@ -516,11 +517,14 @@ Result<size_t> Fs::clone_into(OpenFile* in, OpenFile* out, size_t len, const bd:
     bool moved = fd && dup3(fd.get(), out->fd, O_CLOEXEC) >= 0;
     int err = errno;
     out->lost = !moved;  // the clone is committed; only this descriptor could not follow it
+    // Asked once here, not on each of the copier's zero writes that follow.
+    bool zeroes = moved && pool_zeroes(out);
     {
         std::lock_guard<std::mutex> lock(volumes_mutex_);
         dst_st->unsized = false;
         dst_st->clone_of = src_id;
         dst_st->clone_next = std::min<uint64_t>({len, src_size, kMaxReply});
+        dst_st->clone_zeroes = zeroes;
     }
     // The old data is unheld once `out` moved; else it goes at out's close.
     if (!placed->hidden_lv.empty()) {
