@@ -97,14 +97,14 @@ def uuid():
     return "-".join("".join(random.choice(chars) for _ in range(n)) for n in (6, 4, 4, 4, 4, 4, 6))
 
 
-def bulk_metadata(first, last):
+def bulk_metadata(first, last, vg=VG, pool="pool"):
     """Thin LVs written straight into the VG's metadata (vgcfgbackup, edit,
     vgcfgrestore --force): one metadata commit for thousands of LVs, where an
     lvcreate each rewrites the whole metadata every time (hours under TCG). They are
     inactive (the pool's kernel metadata never heard of them), which `lvs` and
     `bdctl list` report as they would any inactive thin LV; nothing activates them."""
     meta = "/tmp/bench-meta.vg"
-    sh("vgcfgbackup", "-q", "-f", meta, VG)
+    sh("vgcfgbackup", "-q", "-f", meta, vg)
     text = open(meta).read()
     ids = [int(m) for m in re.findall(r"device_id = (\d+)", text)]
     next_id = max(ids, default=0) + 1
@@ -124,7 +124,7 @@ segment1 {{
 start_extent = 0
 extent_count = 1
 type = "thin"
-thin_pool = "pool"
+thin_pool = "{pool}"
 transaction_id = 0
 device_id = {next_id + i - first}
 }}
@@ -132,9 +132,9 @@ device_id = {next_id + i - first}
     anchor = "logical_volumes {"
     at = text.index(anchor) + len(anchor)
     open(meta, "w").write(text[:at] + "".join(lvs) + text[at:])
-    sh("vgchange", "-q", "-an", VG)
-    sh("vgcfgrestore", "-q", "--force", "-f", meta, VG)
-    sh("lvchange", "-q", "-ay", f"{VG}/pool")
+    sh("vgchange", "-q", "-an", vg)
+    sh("vgcfgrestore", "-q", "--force", "-f", meta, vg)
+    sh("lvchange", "-q", "-ay", f"{vg}/{pool}")
 
 
 def profile(argv):
