@@ -393,6 +393,7 @@ void LvmShellRunner::stop() {
     int status;
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
+    trace("lvm shell ended");
     pid_ = -1;
 }
 

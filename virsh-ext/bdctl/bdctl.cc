@@ -332,10 +332,15 @@ void do_list(const Options& o) {
         json arr = json::array();
         for (const Volume& v : vols) arr.push_back(to_json(v, ex));
         json jex = to_json(ex.info_from(cat));
-        std::cout << json{{"export", jex}, {"volumes", arr}, {"leftovers", cat.leftovers.size()}}.dump(2) << "\n";
+        trace("json built");
+        std::string text =
+            json{{"export", jex}, {"volumes", arr}, {"leftovers", cat.leftovers.size()}}.dump(2);
+        trace(fmt::format("json dumped ({} KB)", text.size() / 1024));
+        std::cout << text << "\n";
         return;
     }
     print_table(o, ex, vols);
+    trace("table printed");
     if (!cat.leftovers.empty())
         fmt::print(stderr, "bdctl: warning: {} leftover LVs from interrupted operations; run `bdctl fsck {}`\n",
                    cat.leftovers.size(), ex.name());
