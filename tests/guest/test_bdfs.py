@@ -443,6 +443,11 @@ def test_odirect_fsync_punch_hole_and_zero_range(mnt, d):
     out = subprocess.run([IOTOOL, "dread", f, str(2 * MiB), str(MiB)], capture_output=True,
                          check=True).stdout
     assert out == data
+    # A direct read larger than one FUSE request (1 MiB) comes back whole, in
+    # order, holes as zeros.
+    out = subprocess.run([IOTOOL, "dread", f, str(MiB), str(3 * MiB)], capture_output=True,
+                         check=True).stdout
+    assert out == b"\0" * MiB + data + b"\0" * MiB
     dev = mnt.bd.device(f"{d}/io")
     assert read(dev, MiB, 2 * MiB) == data  # straight on the LV
     blocks = os.stat(f).st_blocks
