@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 
 #include "dirs.h"
 #include "fd.h"
@@ -19,6 +20,11 @@
 namespace bdfs {
 
 namespace {
+
+// The tree the observer built from the scan CatalogCache::get() runs on this
+// thread, for get() to return (only get() asks: a change's scans keep none).
+thread_local bool t_want_filed = false;
+thread_local std::shared_ptr<const Tree> t_filed;
 
 // Stable across mounts: bd ids are 64-bit hex; directories hash their path.
 ino_t stable_ino(Kind kind, const std::string& key) {
@@ -126,6 +132,26 @@ CatalogCache::CatalogCache(bd::Export& ex, bool enabled, const std::string& back
         fuse_log(FUSE_LOG_WARNING, "bdfs: no LVM metadata backup of VG %s (backup/backup = 0?): "
                                    "every request runs lvs\n",
                  ex.vg().c_str());
+    if (backup_.empty()) return;
+    ex_.set_scan_observer([this] {
+        std::optional<Key> before = key();
+        // Called inside the core's scans, also in the middle of a change: it
+        // must not throw, and filing nothing only costs a later `lvs`.
+        return [this, before](const bd::Catalog& cat) noexcept {
+            try {
+                auto tree = std::make_shared<const Tree>(cat);
+                file(before, tree);
+                if (t_want_filed) t_filed = std::move(tree);
+            } catch (...) {
+            }
+        };
+    });
+}
+
+void CatalogCache::file(std::optional<Key> key, std::shared_ptr<const Tree> tree) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    key_ = key;
+    tree_ = std::move(tree);
 }
 
 namespace {
@@ -153,13 +179,17 @@ Result<std::shared_ptr<const Tree>> CatalogCache::get() {
         std::lock_guard<std::mutex> lock(mutex_);
         if (now && key_ == now && tree_) return tree_;
     }
-    Result<bd::Catalog> cat = ex_.scan();
-    if (!cat) return tl::unexpected(cat.error());
-    auto tree = std::make_shared<const Tree>(std::move(*cat));
-    std::lock_guard<std::mutex> lock(mutex_);
-    key_ = now;
-    tree_ = tree;
-    return tree;
+    t_want_filed = true;
+    Result<bd::Catalog> cat = ex_.scan();  // the observer files it
+    t_want_filed = false;
+    if (!cat) {
+        t_filed.reset();
+        return tl::unexpected(cat.error());
+    }
+    // This scan's own tree: one another thread filed meanwhile may have been
+    // read before this thread's last change.
+    if (t_filed) return std::exchange(t_filed, nullptr);
+    return std::make_shared<const Tree>(std::move(*cat));
 }
 
 Result<std::shared_ptr<const Tree>> Fs::scan() {

@@ -50,8 +50,11 @@ struct Options {
 /// Checking both is a stat() and a read, where an `lvs` costs a process and a
 /// device scan (about 0.5 s in the TCG test guest). The key is read before the
 /// scan it labels, so a change racing the scan only causes an extra scan later.
-/// Where LVM keeps its backups is asked of LVM (`lvmconfig`); with backups off
-/// (backup/backup = 0) every call scans.
+/// Every scan of the export is filed this way, also those the core makes under
+/// its lock before and after a change: after bdfs's own change, the next
+/// lookup finds the view the change's last read left. Where LVM keeps its
+/// backups is asked of LVM (`lvmconfig`); with backups off (backup/backup = 0)
+/// every call scans.
 class CatalogCache {
   public:
     /// `backup_dir`: LVM's backup/backup_dir, or "" when LVM keeps no backups.
@@ -68,6 +71,7 @@ class CatalogCache {
         bool operator==(const Key&) const = default;
     };
     std::optional<Key> key();
+    void file(std::optional<Key> key, std::shared_ptr<const Tree> tree);
 
     bd::Export& ex_;
     std::string backup_;  ///< empty: caching off

@@ -267,10 +267,12 @@ Result<std::vector<ExportInfo>> Export::list(Runner& runner) {
 
 Result<Catalog> Export::scan() {
     std::vector<LvRecord> lvs;
+    std::function<void(const Catalog&)> observed;
     if (cached_) {
         lvs = std::move(*cached_);
         cached_.reset();
     } else {
+        if (scan_observer_) observed = scan_observer_();  // before the read it is told of
         Result<CommandOutput> out = run(lvs_argv(vg_));
         if (!out) return tl::unexpected(out.error());
         Result<std::vector<LvRecord>> parsed = parse_lvs(out->out);
@@ -289,6 +291,7 @@ Result<Catalog> Export::scan() {
         return fail(ENOENT, fmt::format("thin pool \"{}/{}\" of export \"{}\" is missing (recreate "
                                         "it, or fix the bd.pool tag on VG \"{}\")",
                                         vg_, thinpool_, name_, vg_));
+    if (observed) observed(cat);
     return cat;
 }
 

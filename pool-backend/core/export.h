@@ -90,6 +90,12 @@ struct Repair {
 /// Warnings for the caller to show (unfinished work found, pool nearly full).
 using Warn = std::function<void(const std::string&)>;
 
+/// Called before each scan() that reads LVM; what it returns is called with
+/// the catalog that read gave (not when the read fails). Whoever keeps a view
+/// of the export (bdfs) learns from a change's own reads, and so needs no
+/// `lvs` of its own after the change.
+using ScanObserver = std::function<std::function<void(const Catalog&)>()>;
+
 /// What a caller means to do with an export it opens.
 enum class Access {
     kRead,    ///< each change takes the export lock for itself
@@ -211,6 +217,8 @@ public:
     uint64_t extent_size() const { return extent_size_; }
     /// Where warnings go (default: none).
     void set_warn(Warn warn) { warn_ = std::move(warn); }
+    /// Who is told of each scan (default: no one).
+    void set_scan_observer(ScanObserver observer) { scan_observer_ = std::move(observer); }
     /// Owner and mode of directories that keep none (bdfs -o dir_mode): they
     /// decide who may search a path to the origin of a snapshot.
     void set_default_dir(const DirAttrs& attrs) { default_dir_ = attrs; }
@@ -276,6 +284,7 @@ private:
     std::optional<std::vector<LvRecord>> cached_;  ///< open()'s report, for the first scan()
     std::unique_ptr<ExportLock> held_;             ///< set by Access::kChange
     Warn warn_;
+    ScanObserver scan_observer_;
     DirAttrs default_dir_;
     std::string dev_dir_ = "/dev";
 };

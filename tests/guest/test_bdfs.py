@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -469,6 +470,28 @@ def test_odirect_fsync_punch_hole_and_zero_range(mnt, d):
 
 
 # ---- visibility ----------------------------------------------------------------
+
+def test_a_stat_after_a_change_through_the_mount_runs_no_lvs(bd, tmp_path):
+    """The core's own read after a change refreshes bdfs's view, so the next
+    stat costs no `lvs` (fuse-view/README.md, Costs)."""
+    m = Mount(bd, tmp_path / "m", env={"BD_TRACE": "1"})
+    try:
+        f = m.p("v.img")
+        m.run("truncate -s 8M v.img")
+        assert os.stat(f).st_size == 8 << 20   # the view is current
+        start = len(m.logtext())
+        os.truncate(f, 16 << 20)               # read under the lock, lvextend, read again
+        st = os.stat(f)
+        trace = m.logtext()[start:]
+        assert st.st_size == 16 << 20
+        assert len(re.findall(r"^bd: \+\d+ ms run: lvextend ", trace, re.M)) == 1, trace
+        assert len(re.findall(r"^bd: \+\d+ ms run: lvs ", trace, re.M)) == 2, trace
+        start = len(m.logtext())
+        assert os.stat(f).st_size == 16 << 20 and os.listdir(m.path) == ["v.img"]
+        assert "run: " not in m.logtext()[start:]
+    finally:
+        m.unmount()
+
 
 def test_changes_made_outside_bdfs_show_at_once(mnt, d):
     bd = mnt.bd
