@@ -148,6 +148,8 @@ CatalogCache::CatalogCache(bd::Export& ex, bool enabled, const std::string& back
     });
 }
 
+CatalogCache::~CatalogCache() { ex_.set_scan_observer({}); }
+
 void CatalogCache::file(std::optional<Key> key, std::shared_ptr<const Tree> tree) {
     std::lock_guard<std::mutex> lock(mutex_);
     key_ = key;
@@ -179,13 +181,15 @@ Result<std::shared_ptr<const Tree>> CatalogCache::get() {
         std::lock_guard<std::mutex> lock(mutex_);
         if (now && key_ == now && tree_) return tree_;
     }
-    t_want_filed = true;
+    struct Asking {  // also when the scan throws
+        Asking() {
+            t_filed.reset();
+            t_want_filed = true;
+        }
+        ~Asking() { t_want_filed = false; }
+    } asking;
     Result<bd::Catalog> cat = ex_.scan();  // the observer files it
-    t_want_filed = false;
-    if (!cat) {
-        t_filed.reset();
-        return tl::unexpected(cat.error());
-    }
+    if (!cat) return tl::unexpected(cat.error());
     // This scan's own tree: one another thread filed meanwhile may have been
     // read before this thread's last change.
     if (t_filed) return std::exchange(t_filed, nullptr);

@@ -51,14 +51,18 @@ struct Options {
 /// device scan (about 0.5 s in the TCG test guest). The key is read before the
 /// scan it labels, so a change racing the scan only causes an extra scan later.
 /// Every scan of the export is filed this way, also those the core makes under
-/// its lock before and after a change: after bdfs's own change, the next
-/// lookup finds the view the change's last read left. Where LVM keeps its
+/// its lock: after a change whose core path ends with a read (resize, chmod,
+/// chown, times, xattrs, rename, replace, a clone into place), the next lookup
+/// finds the view that read left. Where LVM keeps its
 /// backups is asked of LVM (`lvmconfig`); with backups off (backup/backup = 0)
 /// every call scans.
 class CatalogCache {
   public:
     /// `backup_dir`: LVM's backup/backup_dir, or "" when LVM keeps no backups.
     CatalogCache(bd::Export& ex, bool enabled, const std::string& backup_dir);
+    ~CatalogCache();  ///< takes its observer off `ex`
+    CatalogCache(const CatalogCache&) = delete;
+    CatalogCache& operator=(const CatalogCache&) = delete;
     /// The current tree: cached if the VG's metadata is unchanged, else a fresh scan.
     Result<std::shared_ptr<const Tree>> get();
 

@@ -217,7 +217,8 @@ public:
     uint64_t extent_size() const { return extent_size_; }
     /// Where warnings go (default: none).
     void set_warn(Warn warn) { warn_ = std::move(warn); }
-    /// Who is told of each scan (default: no one).
+    /// Who is told of each scan (default: no one). The observer must outlive
+    /// this Export, or be taken off (an empty one) first.
     void set_scan_observer(ScanObserver observer) { scan_observer_ = std::move(observer); }
     /// Owner and mode of directories that keep none (bdfs -o dir_mode): they
     /// decide who may search a path to the origin of a snapshot.
