@@ -471,6 +471,7 @@ def test_odirect_fsync_punch_hole_and_zero_range(mnt, d):
 
 # ---- visibility ----------------------------------------------------------------
 
+@pytest.mark.serial  # any activation elsewhere moves the cache key (uevent_seqnum)
 def test_a_stat_after_a_change_through_the_mount_runs_no_lvs(bd, tmp_path):
     """The core's own read after a change refreshes bdfs's view, so the next
     stat costs no `lvs` (fuse-view/README.md, Costs)."""
