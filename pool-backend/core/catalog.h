@@ -80,6 +80,7 @@ struct Volume {
     VolumeType type = VolumeType::kThin;
     uint64_t size = 0;
     std::optional<uint64_t> allocated;
+    std::optional<uint64_t> exclusive;  ///< bytes only it maps (Export::snapshots fills it)
     bool read_only = false;
     bool active = false;
     bool open = false;

@@ -85,6 +85,7 @@ Result<ThinPoolStatus> parse_thin_pool_status(const std::string& params) {
         return fail(EIO, fmt::format("unexpected thin-pool status \"{}\"", params));
     s.out_of_data_space = mode == "out_of_data_space";
     s.read_only = mode == "ro";
+    s.metadata_snap_held = held != "-";
     std::string word;
     while (in >> word) s.needs_check = s.needs_check || word == "needs_check";
     return s;

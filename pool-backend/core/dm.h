@@ -23,6 +23,7 @@ struct ThinPoolStatus {
     bool out_of_data_space = false;  ///< "out_of_data_space" mode
     bool read_only = false;          ///< metadata went read-only ("ro")
     bool needs_check = false;
+    bool metadata_snap_held = false;  ///< a reserved metadata snapshot ("held metadata root")
     double data_percent() const;
     double metadata_percent() const;
 };

@@ -12,6 +12,7 @@
 
 #include "access.h"
 #include "catalog.h"
+#include "delta.h"
 #include "copy.h"
 #include "dirs.h"
 #include "error.h"
@@ -87,6 +88,16 @@ struct Repair {
     std::string lv, action;
 };
 
+/// What changed in a thin volume between two of its states (Export::diff).
+struct VolumeDelta {
+    Volume volume;            ///< the volume asked about
+    Volume from;              ///< the older state: one of its snapshots
+    Volume to;                ///< the newer: another snapshot, or the volume itself
+    bool to_live = false;     ///< `to` is the volume as it is now
+    uint64_t chunk_size = 0;  ///< the pool's block: ranges start and end on it (or at the end)
+    std::vector<DeltaRange> ranges;  ///< changed, added and removed; sorted, clipped to to.size
+};
+
 /// Warnings for the caller to show (unfinished work found, pool nearly full).
 using Warn = std::function<void(const std::string&)>;
 
@@ -146,8 +157,17 @@ public:
     /// origin; names are unique per origin. Owner as for clone().
     Result<Volume> snapshot(const VolumeRef& src, const std::string& snap_path,
                             const std::string& snap_name, const Actor& who = Actor::root());
-    /// Snapshots linked to the volume at `path`.
+    /// Snapshots linked to the volume at `path`, each with the bytes only it
+    /// maps (`exclusive`: what deleting it would free, from thin_ls on a
+    /// metadata snapshot, as for diff). Without that figure (an inactive pool,
+    /// a pool that refuses the metadata snapshot) the list comes with a warning.
     Result<std::vector<Volume>> snapshots(const std::string& path);
+    /// What changed in the thin volume at `path` from its snapshot `from` to its
+    /// snapshot `to` ("" for the volume as it is now), from dm-thin's mappings
+    /// (thin_delta on a metadata snapshot, held under the lock and always
+    /// released). Snapshots are named as for rollback. No data is read.
+    Result<VolumeDelta> diff(const VolumeRef& path, const std::string& from,
+                             const std::string& to, const Actor& who = Actor::root());
     /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
     /// Refused while anyone holds the volume open (LVM refuses the commit).
     Result<Volume> rollback(const VolumeRef& path, const std::string& snap);
@@ -243,6 +263,13 @@ private:
     Result<Volume> make_formatted(const Catalog& cat, const NewVolume& spec, uint64_t lv_bytes,
                                   std::vector<std::string> tags);
     Result<Volume> find_in(const Catalog& cat, const std::string& path) const;
+    Result<Volume> pick_snapshot(const Catalog& cat, const Volume& origin,
+                                 const std::string& snap) const;
+    std::string tpool_device() const;
+    std::string tmeta() const;
+    std::string pool_snap_marker() const;
+    Result<std::string> read_pool_snap(const Catalog& cat, const ExportLock& lock, const Argv& query);
+    int lock_fd(const ExportLock& lock) const;
     Result<Volume> find_ref(const Catalog& cat, const VolumeRef& ref) const;
     struct Pair {
         ExportLock lock;

@@ -230,6 +230,177 @@ TEST_F(ExportUndo, RollbackCommittedIsASuccessAndFsckFinishesIt) {
     EXPECT_EQ(lvm.vgs["vg0"].lvs.count(lv_name_for_path("a")), 1u);
 }
 
+class ExportDiff : public ExportUndo {
+protected:
+    // A volume "a" (thin id 1) with snapshots n1 (2) and n2 (3), as bd makes them.
+    void add_snapshots(FakeLvm& lvm, FakeLvm::Vg& vg) {
+    add(vg, "a", "A", {}).thin_id = 1;
+    FakeLvm::Lv& n1 = add(vg, "a@n1", "N1", {"bd.snapof=A", "bd.snap=n1"});
+    n1.read_only = true;
+    n1.thin_id = 2;
+    FakeLvm::Lv& n2 = add(vg, "a@n2", "N2", {"bd.snapof=A", "bd.snap=n2"});
+    n2.read_only = true;
+    n2.thin_id = 3;
+    lvm.thin_delta_out =
+        "<superblock data_block_size=\"128\"><diff left=\"2\" right=\"3\">"
+        "<same begin=\"0\" length=\"2\"/><different begin=\"2\" length=\"1\"/>"
+        "<left_only begin=\"5\" length=\"1\"/></diff></superblock>";
+    }
+};
+
+TEST_F(ExportDiff, DiffReadsTheMappingsUnderAMetadataSnapshotAndReleasesIt) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    Export ex = open(lvm);
+    Result<VolumeDelta> d = ex.diff("a", "n1", "n2");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->from.id, "N1");
+    EXPECT_EQ(d->to.id, "N2");
+    EXPECT_FALSE(d->to_live);
+    EXPECT_EQ(d->chunk_size, 65536u);
+    ASSERT_EQ(d->ranges.size(), 2u);
+    EXPECT_EQ(d->ranges[0].kind, DeltaKind::kChanged);
+    EXPECT_EQ(d->ranges[0].offset, 2u * 65536);
+    EXPECT_EQ(d->ranges[1].kind, DeltaKind::kRemoved);
+    EXPECT_FALSE(lvm.metadata_snap_held);
+    EXPECT_EQ(lvm.changes(), (std::vector<std::string>{"dmsetup reserve_metadata_snap",
+                                                       "thin_delta /dev/mapper/vg0-pool_tmeta",
+                                                       "dmsetup release_metadata_snap"}));
+    // Without --to, the volume as it is now (thin id 1).
+    lvm.thin_delta_out = "<superblock data_block_size=\"128\"><diff left=\"3\" right=\"1\"/>"
+                         "</superblock>";
+    Result<VolumeDelta> live = ex.diff("a", "/a@n2", "");
+    ASSERT_TRUE(live) << live.error().message;
+    EXPECT_TRUE(live->to_live);
+    EXPECT_EQ(live->to.id, "A");
+}
+
+TEST_F(ExportDiff, DiffReleasesTheMetadataSnapshotWhenThinDeltaFails) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    Export ex = open(lvm);
+    lvm.fail_change(2, Error(EIO, "thin_delta: metadata is corrupt"));
+    Result<VolumeDelta> d = ex.diff("a", "n1", "n2");
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message.find("corrupt"), std::string::npos);
+    EXPECT_FALSE(lvm.metadata_snap_held);
+    EXPECT_EQ(lvm.changes().back(), "dmsetup release_metadata_snap");
+    // A report thin_delta did not mean is refused, and the snapshot released too.
+    lvm.thin_delta_out =
+        "<superblock data_block_size=\"256\"><diff left=\"2\" right=\"3\"/></superblock>";
+    d = ex.diff("a", "n1", "n2");
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message.find("chunks of 65536"), std::string::npos) << d.error().message;
+    EXPECT_FALSE(lvm.metadata_snap_held);
+}
+
+TEST_F(ExportDiff, ALeftoverOfAKilledDiffIsReleasedByTheNextDiffAndByFsck) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    Export ex = open(lvm);
+    std::vector<std::string> warnings;
+    ex.set_warn([&](const std::string& w) { warnings.push_back(w); });
+    // Killed right after the reservation, with its guardian: nothing releases.
+    lvm.die_after(1);
+    EXPECT_FALSE(ex.diff("a", "n1", "n2"));
+    lvm.revive();
+    EXPECT_TRUE(lvm.metadata_snap_held);
+    Result<std::vector<Repair>> dry = ex.fsck(true);
+    ASSERT_TRUE(dry) << dry.error().message;
+    ASSERT_EQ(dry->size(), 1u);
+    EXPECT_EQ((*dry)[0].action, "would release a metadata snapshot a killed bd left held");
+    EXPECT_TRUE(lvm.metadata_snap_held);
+    Result<std::vector<Repair>> log = ex.fsck(false);
+    ASSERT_TRUE(log) << log.error().message;
+    ASSERT_EQ(log->size(), 1u);
+    EXPECT_EQ((*log)[0].action, "released a metadata snapshot a killed bd left held");
+    EXPECT_FALSE(lvm.metadata_snap_held);
+    ASSERT_TRUE(ex.fsck(false));
+    EXPECT_TRUE(ex.fsck(false)->empty());  // the marker went with it
+    // The same, found by the next diff.
+    lvm.die_after(1);
+    EXPECT_FALSE(ex.diff("a", "n1", "n2"));
+    lvm.revive();
+    Result<VolumeDelta> d = ex.diff("a", "n1", "n2");
+    ASSERT_TRUE(d) << d.error().message;
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("released a metadata snapshot"), std::string::npos);
+    EXPECT_FALSE(lvm.metadata_snap_held);
+}
+
+TEST_F(ExportDiff, AMetadataSnapshotAnotherToolHoldsIsNeverReleased) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    Export ex = open(lvm);
+    lvm.metadata_snap_held = true;  // thin_dump -m, by hand: no marker of bd's
+    Result<VolumeDelta> d = ex.diff("a", "n1", "n2");
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error().code, EBUSY);
+    EXPECT_NE(d.error().message.find("dmsetup message vg0-pool-tpool 0 release_metadata_snap"),
+              std::string::npos)
+        << d.error().message;
+    Result<std::vector<Repair>> log = ex.fsck(false);
+    ASSERT_TRUE(log) << log.error().message;
+    ASSERT_EQ(log->size(), 1u);
+    EXPECT_EQ((*log)[0].action.rfind("left alone: a metadata snapshot bd did not take", 0), 0u);
+    EXPECT_TRUE(lvm.metadata_snap_held);
+    EXPECT_TRUE(lvm.changes().empty());
+}
+
+TEST_F(ExportDiff, SnapshotsShowWhatDeletingEachWouldFree) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    Export ex = open(lvm);
+    Result<std::vector<Volume>> snaps = ex.snapshots("a");
+    ASSERT_TRUE(snaps) << snaps.error().message;
+    ASSERT_EQ(snaps->size(), 2u);
+    EXPECT_EQ((*snaps)[0].id, "N1");
+    EXPECT_EQ((*snaps)[0].exclusive, std::optional<uint64_t>(2 * 65536));  // thin id 2
+    EXPECT_EQ((*snaps)[1].exclusive, std::optional<uint64_t>(3 * 65536));
+    EXPECT_FALSE(lvm.metadata_snap_held);
+    // thin_ls failing costs the figure, with a warning, not the list.
+    std::vector<std::string> warnings;
+    ex.set_warn([&](const std::string& w) { warnings.push_back(w); });
+    lvm.fail_change(2, Error(EIO, "thin_ls: bad metadata"));
+    snaps = ex.snapshots("a");
+    ASSERT_TRUE(snaps) << snaps.error().message;
+    EXPECT_EQ(snaps->size(), 2u);
+    EXPECT_FALSE((*snaps)[0].exclusive);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("bad metadata"), std::string::npos);
+    EXPECT_FALSE(lvm.metadata_snap_held);
+}
+
+TEST_F(ExportDiff, DiffNamesWhatItCannotCompare) {
+    FakeLvm lvm;
+    FakeLvm::Vg& vg = lvm.add_export("vg0", "bd");
+    add_snapshots(lvm, vg);
+    add(vg, "b", "B", {}).thin_id = 4;
+    add(vg, "b@n1", "BN1", {"bd.snapof=B", "bd.snap=n1"}).read_only = true;
+    Export ex = open(lvm);
+    Result<VolumeDelta> d = ex.diff("a", "nope", "");
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error().code, ENOENT);
+    EXPECT_NE(d.error().message.find("bdctl snapshots bd:/a"), std::string::npos);
+    d = ex.diff("a", "/b@n1", "");  // another volume's snapshot
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error().code, ENOENT);
+    d = ex.diff("a@n1", "n2", "");
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message.find("is a snapshot"), std::string::npos);
+    d = ex.diff("b", "n1", "");  // LVM gave no thin id for b@n1
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message.find("\"b@n1\" is not a thin volume of pool \"vg0/pool\""),
+              std::string::npos)
+        << d.error().message;
+    EXPECT_TRUE(lvm.changes().empty());  // nothing was reserved for any of them
+}
+
 TEST_F(ExportUndo, RenameThatFailsToCommitIsUndone) {
     FakeLvm lvm;
     add(lvm.add_export("vg0", "bd"), "a", "A");

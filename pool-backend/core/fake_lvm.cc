@@ -29,7 +29,8 @@ struct Parsed {
 };
 
 const std::set<std::string> kFlags = {"--snapshot", "--yes", "--nosuffix",
-                                      "--ignoreactivationskip", "-q"};
+                                      "--ignoreactivationskip", "-q",
+                                      "--metadata-snap"};
 
 Parsed parse(const Argv& argv) {
     Parsed p;
@@ -112,6 +113,7 @@ std::string FakeLvm::report_lvs(const std::string& only_vg) const {
                             {"lv_time", "1764115200"},
                             {"lv_dm_path", "/dev/mapper/" + vgname + "-" + name},
                             {"lv_when_full", lv.segtype == "thin-pool" ? "error" : ""},
+                            {"thin_id", lv.thin_id ? std::to_string(lv.thin_id) : ""},
                             {"vg_name", vgname},
                             {"vg_uuid", vg.uuid},
                             {"vg_tags", joined(vg.tags)},
@@ -144,6 +146,11 @@ Result<CommandOutput> FakeLvm::run(const Argv& argv) {
     if (p.cmd == "lvs") return CommandOutput{report_lvs(p.names.empty() ? "" : p.names[0]), ""};
     if (p.cmd == "vgs") return CommandOutput{report_vgs(p.names.empty() ? "" : p.names[0]), ""};
     if (p.cmd == "lvmconfig") return CommandOutput{"backup=1\nbackup_dir=\"/etc/lvm/backup\"\n", ""};
+    if (p.cmd == "dmsetup" && p.names.at(0) == "status")
+        return CommandOutput{fmt::format("0 2097152 thin-pool 3 20/1024 10/4096 {} rw "
+                                         "discard_passdown queue_if_no_space - 256\n",
+                                         metadata_snap_held ? "45" : "-"),
+                             ""};
     if (dead_) return fail(EIO, "killed");
     changes_.push_back(p.cmd + " " + (p.names.empty() ? "" : p.names.back()));
     if (fail_at_ > 0 && --fail_at_ == 0) return tl::unexpected(failure_);
@@ -199,6 +206,37 @@ Result<CommandOutput> FakeLvm::change(const Argv& argv) {
         return CommandOutput{};
     };
     if (p.cmd == "qemu-img") return CommandOutput{};
+    if (p.cmd == "dmsetup" && p.names.size() == 4 && p.names[0] == "message") {
+        bool reserve = p.names[3] == "reserve_metadata_snap";
+        if (!reserve && p.names[3] != "release_metadata_snap") return lvm_error("bad message", 1);
+        if (reserve == metadata_snap_held)
+            return lvm_error("device-mapper: message ioctl on " + p.names[1] +
+                                 " failed: Invalid argument",
+                             1);
+        metadata_snap_held = reserve;
+        return CommandOutput{};
+    }
+    if (p.cmd == "thin_ls") {
+        if (!metadata_snap_held)
+            return lvm_error("syscall 'open' failed: Device or resource busy", 1);
+        std::string out;
+        for (const auto& [vgname, vg] : vgs)
+            for (const auto& [name, lv] : vg.lvs)
+                if (lv.thin_id) out += fmt::format("{:>5} {:>12}\n", lv.thin_id, lv.thin_id * 65536);
+        return CommandOutput{out, ""};
+    }
+    if (p.cmd == "thin_delta") {
+        if (!metadata_snap_held)
+            return lvm_error("syscall 'open' failed: Device or resource busy", 1);
+        for (const char* opt : {"--snap1", "--snap2"}) {
+            bool known = false;
+            for (const auto& [vgname, vg] : vgs)
+                for (const auto& [name, lv] : vg.lvs)
+                    known = known || (lv.thin_id && std::to_string(lv.thin_id) == p.opt(opt));
+            if (!known) return lvm_error("unknown device " + p.opt(opt), 1);
+        }
+        return CommandOutput{thin_delta_out, ""};
+    }
     if (p.cmd == "vgcreate") {
         if (vgs.count(p.names[0])) return lvm_error("A volume group called " + p.names[0] + " already exists.");
         Vg& vg = vgs[p.names[0]];
@@ -225,6 +263,7 @@ Result<CommandOutput> FakeLvm::change(const Argv& argv) {
             const Lv& o = vg.lvs[origin];
             lv.name = p.opt("--name");
             lv.segtype = o.segtype == "thin" ? "thin" : "linear";
+            if (lv.segtype == "thin") lv.thin_id = ++thin_ids_;
             lv.pool = o.pool;
             lv.origin = origin;
             lv.size = o.size;
@@ -235,6 +274,7 @@ Result<CommandOutput> FakeLvm::change(const Argv& argv) {
             lv.size = bytes(p.opt("--size"));
         } else if (p.opt("--type") == "thin") {
             lv.name = p.opt("--name");
+            lv.thin_id = ++thin_ids_;
             lv.pool = p.opt("--thinpool");
             lv.size = bytes(p.opt("--virtualsize"));
         } else {

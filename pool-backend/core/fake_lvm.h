@@ -20,6 +20,7 @@ public:
     struct Lv {
         std::string name, uuid, segtype = "thin", pool, origin;
         uint64_t size = 0;
+        uint64_t thin_id = 0;  ///< thin LVs: the pool's device id
         bool active = true, read_only = false, open = false;
         std::vector<std::string> tags;
     };
@@ -30,6 +31,7 @@ public:
     };
 
     Result<CommandOutput> run(const Argv& argv) override;
+    bool real() const override { return false; }
 
     /// Fails the `k`-th change from now (1 = the next one) with `error`; 0: none.
     void fail_change(int k, Error error = Error(EIO, "injected failure")) {
@@ -46,6 +48,11 @@ public:
     Vg& add_export(const std::string& vg, const std::string& name, bool exported = true);
     std::map<std::string, Vg> vgs;
     std::string dev_dir;  ///< "" for no data
+    /// The pools' metadata snapshot (dmsetup message reserve/release_metadata_snap).
+    bool metadata_snap_held = false;
+    /// What thin_delta prints (it fails unless the metadata snapshot is held).
+    /// thin_ls prints each thin LV's id with id * 64 KiB exclusive bytes.
+    std::string thin_delta_out;
 
     /// Names of the LVs of a VG, sorted (the pool included).
     std::vector<std::string> lv_names(const std::string& vg) const;
@@ -61,6 +68,7 @@ private:
     bool dead_ = false;
     Error failure_;
     int uuids_ = 0;
+    uint64_t thin_ids_ = 0;
     std::vector<std::string> changes_;
 };
 

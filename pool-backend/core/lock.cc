@@ -127,4 +127,25 @@ void write_export_hint(const std::string& name, const std::string& vg_uuid) {
     unlinkat(d.get(), tmp.c_str(), 0);
 }
 
+Result<void> set_marker(const std::string& name) {
+    Result<int> fd = open_in_run_dir(name, O_WRONLY | O_CREAT);
+    if (!fd) return tl::unexpected(fd.error());
+    close(*fd);
+    return {};
+}
+
+bool has_marker(const std::string& name) {
+    Result<int> fd = open_in_run_dir(name, O_RDONLY);
+    if (!fd) return false;
+    close(*fd);
+    return true;
+}
+
+void clear_marker(const std::string& name) {
+    Result<int> dir = open_run_dir();
+    if (!dir) return;
+    Fd d(*dir);
+    unlinkat(d.get(), name.c_str(), 0);
+}
+
 }  // namespace bd

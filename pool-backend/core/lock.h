@@ -26,6 +26,9 @@ public:
     ExportLock(ExportLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
     ExportLock& operator=(ExportLock&& other) noexcept;
     ~ExportLock();
+    /// The locked file's descriptor (-1 for already_held): a process that
+    /// shares it holds the lock too, as the metadata snapshot's guardian does.
+    int fd() const { return fd_; }
 
 private:
     explicit ExportLock(int fd) : fd_(fd) {}
@@ -43,5 +46,11 @@ std::string read_export_hint(const std::string& name);
 
 /// Records the VG uuid serving export `name` for read_export_hint.
 void write_export_hint(const std::string& name, const std::string& vg_uuid);
+
+/// A marker file RUNDIR/NAME (NAME: letters, digits, '-', '.'): what a killed
+/// process was doing, for the next holder of the lock to finish.
+Result<void> set_marker(const std::string& name);
+bool has_marker(const std::string& name);
+void clear_marker(const std::string& name);
 
 }  // namespace bd

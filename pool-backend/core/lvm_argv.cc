@@ -55,7 +55,7 @@ Argv vgs_argv(const std::string& vg) {
 constexpr const char* kLvFields =
     "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
     "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path,lv_when_full,"
-    "vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size";
+    "thin_id,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size";
 
 Argv lvs_argv(const std::string& vg) {
     Argv argv = with_report_flags({"lvs", "-o", kLvFields});
@@ -193,6 +193,23 @@ Argv lvmconfig_argv(const std::vector<std::string>& keys) {
 Argv qemu_img_create_argv(const std::string& device, const std::string& format, uint64_t bytes) {
     return {"qemu-img", "create", "-q", "-f", format, "-o", "compat=1.1", "--", device,
             std::to_string(bytes)};
+}
+
+Argv dmsetup_status_argv(const std::string& dm_name) {
+    return {"dmsetup", "status", "--", dm_name};
+}
+
+Argv dmsetup_message_argv(const std::string& dm_name, const std::string& message) {
+    return {"dmsetup", "message", "--", dm_name, "0", message};
+}
+
+Argv thin_delta_argv(const std::string& tmeta, uint64_t from_id, uint64_t to_id) {
+    return {"thin_delta", "--metadata-snap", "--snap1", std::to_string(from_id), "--snap2",
+            std::to_string(to_id), "--", tmeta};
+}
+
+Argv thin_ls_argv(const std::string& tmeta) {
+    return {"thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", "--", tmeta};
 }
 
 }  // namespace bd

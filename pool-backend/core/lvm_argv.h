@@ -1,4 +1,5 @@
-// Pure builders for every command bd runs: LVM, and qemu-img for image formats.
+// Pure builders for every command bd runs: LVM, qemu-img for image formats, and
+// dmsetup and thin_delta for the pool's metadata snapshot.
 // Nothing here executes anything: the argv goes to Runner (runner.h), and tests
 // compare it with golden files.
 #pragma once
@@ -65,5 +66,19 @@ Argv vgremove_argv(const std::string& vg);
 Argv lvmconfig_argv(const std::vector<std::string>& keys);
 /// Writes an empty image of `format` and virtual size `bytes` on a volume's device.
 Argv qemu_img_create_argv(const std::string& device, const std::string& format, uint64_t bytes);
+
+/// `dmsetup status` of one dm device (a thin pool's "-tpool" layer).
+Argv dmsetup_status_argv(const std::string& dm_name);
+
+/// `dmsetup message` to a thin pool (e.g. "reserve_metadata_snap").
+Argv dmsetup_message_argv(const std::string& dm_name, const std::string& message);
+
+/// thin_delta of two thin device ids, read from the pool's reserved metadata
+/// snapshot on its metadata device `tmeta` (/dev/mapper/VG-POOL_tmeta).
+Argv thin_delta_argv(const std::string& tmeta, uint64_t from_id, uint64_t to_id);
+
+/// thin_ls of every thin device's id and exclusive bytes, from the reserved
+/// metadata snapshot, without headers.
+Argv thin_ls_argv(const std::string& tmeta);
 
 }  // namespace bd

@@ -42,6 +42,12 @@ TEST(Argv, Reports) {
     expect_golden("lvs_all", lvs_all_argv());
 }
 
+TEST(Argv, MetadataSnapshot) {
+    expect_golden("dmsetup_status", dmsetup_status_argv("vg0-pool-tpool"));
+    expect_golden("dmsetup_reserve", dmsetup_message_argv("vg0-pool-tpool", "reserve_metadata_snap"));
+    expect_golden("thin_delta", thin_delta_argv("/dev/mapper/vg0-pool_tmeta", 2, 1));
+}
+
 TEST(Argv, Export) {
     expect_golden("vgcreate", vgcreate_argv("vg0", {"/dev/vda", "/dev/vdb"}));
     expect_golden("thinpool", thinpool_create_argv("vg0", "pool", 1 << 30, 32 << 20));

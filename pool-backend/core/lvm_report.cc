@@ -104,7 +104,7 @@ Result<void> for_each_row(std::string_view text, const char* kind, Each&& each) 
 //   "lv_size":"67108864", "lv_tags":"", "pool_lv":"", "origin":"", "segtype":"thin-pool",
 //   "data_percent":"0.00", "metadata_percent":"10.94", "chunk_size":"65536",
 //   "lv_active":"active", "lv_device_open":"open", "lv_time":"1764115200",
-//   "lv_dm_path":"/dev/mapper/vg-pool", "lv_when_full":"error", "vg_name":"vg0",
+//   "lv_dm_path":"/dev/mapper/vg-pool", "lv_when_full":"error", "thin_id":"", "vg_name":"vg0",
 //   "vg_uuid":"pQ2...", "vg_tags":"bd.export=bd,bd.pool=pool", "vg_extent_size":"4194304",
 //   "vg_free":"0", "vg_mda_free":"520192", "vg_mda_size":"1044480"}, ...]}]}
 Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
@@ -127,6 +127,7 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.time = int64_t(number(row, "lv_time"));
         lv.dm_path = field(row, "lv_dm_path");
         lv.when_full = field(row, "lv_when_full");
+        lv.thin_id = number(row, "thin_id");
         lv.vg_name = field(row, "vg_name");
         lv.vg_uuid = field(row, "vg_uuid");
         lv.vg_tags = split_tags(field(row, "vg_tags"));

@@ -30,6 +30,7 @@ struct LvRecord {
     int64_t time = 0;     ///< creation time, epoch seconds
     std::string dm_path;    ///< /dev/mapper/VG-LV
     std::string when_full;  ///< thin pools: "error" or "queue" (lv_when_full)
+    uint64_t thin_id = 0;   ///< thin LVs: the pool's device id (thin_id), 0 for others
     // The LV's VG, on every row.
     std::string vg_name, vg_uuid;
     std::vector<std::string> vg_tags;

@@ -42,6 +42,7 @@ json to_json(const Volume& v, const Export& ex) {
               {"ctime", v.ctime},
               {"mtime", v.mtime}};
     if (v.allocated) j["allocated"] = *v.allocated;
+    if (v.exclusive) j["exclusive"] = *v.exclusive;
     if (!v.origin_path.empty()) j["origin"] = v.origin_path;
     if (!v.snapshot_name.empty()) j["snapshot"] = v.snapshot_name;
     if (!v.xattrs.empty()) j["xattrs"] = v.xattrs;

@@ -116,15 +116,31 @@ void trace(std::string_view what) {
 
 namespace {
 
+// The Debian package that ships a program bd runs.
+const char* package_of(const std::string& program) {
+    if (program == "thin_delta" || program == "thin_ls") return "thin-provisioning-tools";
+    if (program == "dmsetup") return "dmsetup";
+    if (program == "qemu-img") return "qemu-utils";
+    return "lvm2";
+}
+
+// Commands that only read: reports, settings, the pool's status and what is
+// read from its metadata snapshot.
+bool is_query(const Argv& argv) {
+    const std::string& c = argv[0];
+    return c == "lvs" || c == "vgs" || c == "lvmconfig" || c == "thin_delta" || c == "thin_ls" ||
+           (c == "dmsetup" && argv.size() > 1 && argv[1] == "status");
+}
+
 // Fault injection for the crash tests: BD_FAULT_KILL_AFTER=N sends SIGKILL to
-// this process right after its Nth successful change (reports and lvmconfig don't count),
+// this process right after its Nth successful change (queries don't count),
 // which is exactly what `kill -9` at that point would do.
 void maybe_crash(const Argv& argv) {
     static std::atomic<int> remaining = [] {
         const char* n = getenv("BD_FAULT_KILL_AFTER");
         return n ? atoi(n) : 0;
     }();
-    if (remaining <= 0 || argv[0] == "lvs" || argv[0] == "vgs" || argv[0] == "lvmconfig") return;
+    if (remaining <= 0 || is_query(argv)) return;
     if (--remaining == 0) raise(SIGKILL);
 }
 
@@ -203,8 +219,8 @@ Result<CommandOutput> SystemRunner::run(const Argv& argv) {
     pid_t pid;
     int rc = spawn(pid, argv, actions, child_environment());
     if (rc != 0)
-        return fail(rc, fmt::format("cannot run {}: {} (is lvm2 installed?)", argv[0],
-                                    strerror(rc)));
+        return fail(rc, fmt::format("cannot run {}: {} (is Debian's {} package installed?)",
+                                    argv[0], strerror(rc), package_of(argv[0])));
     close(out.fd[1]);
     close(err.fd[1]);
     out.fd[1] = err.fd[1] = -1;

@@ -25,6 +25,9 @@ public:
     virtual ~Runner() = default;
     /// Runs argv to completion; a non-zero exit becomes EIO naming the command.
     virtual Result<CommandOutput> run(const Argv& argv) = 0;
+    /// Whether the commands reach the host's real LVM and device-mapper (false
+    /// for the unit tests' fake: no process may then act on the host's devices).
+    virtual bool real() const { return true; }
 };
 
 /// fork/exec via posix_spawnp with captured output. BD_TRACE=1 prints each argv.

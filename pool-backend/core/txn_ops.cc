@@ -12,6 +12,7 @@
 #include "export.h"
 #include "lock.h"
 #include "names.h"
+#include "pool_snap.h"
 
 namespace bd {
 
@@ -193,6 +194,30 @@ Result<Volume> Export::settle(const std::string& path, const char* op) {
     return shown(done ? done : v);
 }
 
+// "/PATH" names a snapshot by its path; a bare word by name or path. Names
+// are unique per origin, but a hand-made or older set may repeat one: then
+// nothing is picked, and the caller is told the paths to choose from.
+Result<Volume> Export::pick_snapshot(const Catalog& cat, const Volume& origin,
+                                     const std::string& snap) const {
+    std::string snap_path = snap.rfind('/', 0) == 0 ? snap.substr(1) : "";
+    std::vector<const Volume*> found;
+    for (const Volume* c : cat.snapshots_of(origin.id))
+        if (snap_path.empty() ? c->snapshot_name == snap || c->path == snap : c->path == snap_path)
+            found.push_back(c);
+    if (found.empty())
+        return fail(ENOENT, fmt::format("snapshot \"{}\" of \"{}\" not found in export \"{}\" "
+                                        "(list them: bdctl snapshots {}:/{})",
+                                        snap, origin.path, name_, name_, origin.path));
+    if (found.size() > 1) {
+        std::string paths;
+        for (const Volume* c : found) paths += fmt::format("{}\"/{}\"", paths.empty() ? "" : ", ", c->path);
+        return fail(EINVAL, fmt::format("snapshot name \"{}\" of \"{}\" is ambiguous: it names {}; "
+                                        "give the snapshot's path instead",
+                                        snap, origin.path, paths));
+    }
+    return *found.front();
+}
+
 Result<Volume> Export::rollback(const VolumeRef& path, const std::string& snap) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
@@ -204,26 +229,9 @@ Result<Volume> Export::rollback(const VolumeRef& path, const std::string& snap) 
         return fail(EROFS, fmt::format("\"{}\" is itself a read-only snapshot; roll back its "
                                        "origin \"{}\" instead",
                                        o->path, o->origin_path));
-    // "/PATH" names a snapshot by its path; a bare word by name or path. Names
-    // are unique per origin, but a hand-made or older set may repeat one: then
-    // nothing is picked, and the caller is told the paths to choose from.
-    std::string snap_path = snap.rfind('/', 0) == 0 ? snap.substr(1) : "";
-    std::vector<const Volume*> found;
-    for (const Volume* c : cat->snapshots_of(o->id))
-        if (snap_path.empty() ? c->snapshot_name == snap || c->path == snap : c->path == snap_path)
-            found.push_back(c);
-    if (found.empty())
-        return fail(ENOENT, fmt::format("snapshot \"{}\" of \"{}\" not found in export \"{}\" "
-                                        "(list them: bdctl snapshots {}:/{})",
-                                        snap, o->path, name_, name_, o->path));
-    if (found.size() > 1) {
-        std::string paths;
-        for (const Volume* c : found) paths += fmt::format("{}\"/{}\"", paths.empty() ? "" : ", ", c->path);
-        return fail(EINVAL, fmt::format("snapshot name \"{}\" of \"{}\" is ambiguous: it names {}; "
-                                        "give the snapshot's path instead",
-                                        snap, o->path, paths));
-    }
-    const Volume* s = found.front();
+    Result<Volume> picked = pick_snapshot(*cat, *o, snap);
+    if (!picked) return picked;
+    const Volume* s = &*picked;
     if (Result<void> r = check_closed(*o); !r) return tl::unexpected(r.error());
     // 1. A writable copy of the snapshot with o's identity, hidden: o holds the name.
     std::string txn = random_id(8), tmp = kTmpPrefix + txn;
@@ -524,6 +532,31 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
                                        l->reason + ")"});
     }
     if (!dry_run) retree(*cat);
+    // A metadata snapshot a killed bd left held would tax every write to the
+    // pool; one another tool holds is theirs (pool_snap.h).
+    if (cat->pool->active) {
+        std::string tpool = tpool_device();
+        Result<SnapHolder> holder = PoolSnap::holder(runner_, tpool, pool_snap_marker());
+        if (!holder) {
+            if (warn_)
+                warn_(fmt::format("could not check thin pool \"{}/{}\" for a held metadata "
+                                  "snapshot: {}",
+                                  vg_, thinpool_, holder.error().message));
+        } else if (*holder == SnapHolder::kOther) {
+            log.push_back({thinpool_, fmt::format("left alone: a metadata snapshot bd did not take "
+                                                  "is held (another tool reading the pool's "
+                                                  "metadata?); when nothing is, release it: "
+                                                  "dmsetup message {} 0 release_metadata_snap",
+                                                  tpool)});
+        } else if (*holder == SnapHolder::kBd) {
+            if (!dry_run)
+                if (Result<void> ok = PoolSnap::release_leftover(runner_, tpool, pool_snap_marker());
+                    !ok)
+                    return tl::unexpected(ok.error());
+            log.push_back({thinpool_, std::string(dry_run ? "would release" : "released") +
+                                          " a metadata snapshot a killed bd left held"});
+        }
+    }
     return log;
 }
 

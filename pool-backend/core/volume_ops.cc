@@ -619,16 +619,6 @@ Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_pa
                       snap_path));
 }
 
-Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
-    Result<Catalog> cat = scan();
-    if (!cat) return tl::unexpected(cat.error());
-    Result<Volume> v = find_in(*cat, path);
-    if (!v) return tl::unexpected(v.error());
-    std::vector<Volume> out;
-    for (const Volume* s : cat->snapshots_of(v->id)) out.push_back(*s);
-    return out;
-}
-
 Result<Volume> Export::resize(const VolumeRef& ref, uint64_t size, bool shrink,
                              const Actor& who) {
     Result<ExportLock> lock = lock_for_change();
