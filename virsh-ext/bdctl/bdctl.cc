@@ -32,7 +32,7 @@ struct Options {
     bool thick = false, full = false, shrink = false, with_snapshots = false;
     bool force = false, destroy = false, dry_run = false, threshold_set = false;
     std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
-    std::string metadata_size, owner, mode, format = "raw", when_full;
+    std::string metadata_size, owner, mode, format = "raw", when_full, from, to;
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -369,14 +369,61 @@ void do_snapshots(const Options& o) {
         std::cout << json{{"origin", spec.path}, {"snapshots", arr}}.dump(2) << "\n";
         return;
     }
-    fmt::print("{:<20} {:>10} {:>10} {:<20} {}\n", "SNAPSHOT", "SIZE", "ALLOC", "CREATED", "PATH");
+    // FREES: what deleting the snapshot would give back to the pool (the
+    // blocks no other volume shares).
+    fmt::print("{:<20} {:>10} {:>10} {:>10} {:<20} {}\n", "SNAPSHOT", "SIZE", "ALLOC", "FREES",
+               "CREATED", "PATH");
     for (const Volume& v : snaps) {
         char when[32];
         time_t t = v.ctime;
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
-        fmt::print("{:<20} {:>10} {:>10} {:<20} /{}\n", shown(v.snapshot_name), format_size(v.size),
-                   alloc_text(v), when, shown(v.path));
+        fmt::print("{:<20} {:>10} {:>10} {:>10} {:<20} /{}\n", shown(v.snapshot_name),
+                   format_size(v.size), alloc_text(v),
+                   v.exclusive ? format_size(*v.exclusive) : "-", when, shown(v.path));
     }
+}
+
+json delta_end(const Volume& v, bool live) {
+    json j = {{"path", v.path}, {"id", v.id}, {"size", v.size}};
+    if (live)
+        j["live"] = true;
+    else
+        j["snapshot"] = v.snapshot_name;
+    return j;
+}
+
+void do_diff(const Options& o) {
+    VolumeSpec spec = must(parse_volume_spec(o.target));
+    Export ex = open_export(spec.export_name, Access::kChange);
+    VolumeDelta d = must(ex.diff(spec.path, o.from, o.to, caller()));
+    std::map<DeltaKind, uint64_t> total;
+    for (const DeltaRange& r : d.ranges) total[r.kind] += r.length;
+    if (o.json) {
+        json arr = json::array();
+        for (const DeltaRange& r : d.ranges)
+            arr.push_back({{"offset", r.offset}, {"length", r.length},
+                           {"kind", delta_kind_name(r.kind)}});
+        std::cout << json{{"volume", d.volume.path},
+                          {"from", delta_end(d.from, false)},
+                          {"to", delta_end(d.to, d.to_live)},
+                          {"chunk_size", d.chunk_size},
+                          {"ranges", arr},
+                          {"changed_bytes", total[DeltaKind::kChanged]},
+                          {"added_bytes", total[DeltaKind::kAdded]},
+                          {"removed_bytes", total[DeltaKind::kRemoved]}}
+                         .dump(2)
+                  << "\n";
+        return;
+    }
+    fmt::print("{:>16} {:>16}  {}\n", "OFFSET", "LENGTH", "KIND");
+    for (const DeltaRange& r : d.ranges)
+        fmt::print("{:>16} {:>16}  {}\n", r.offset, r.length, delta_kind_name(r.kind));
+    fmt::print("{}:/{} from {} to {}: {} ranges; {} changed, {} added, {} removed (chunks of "
+               "{})\n",
+               ex.name(), shown(d.volume.path), shown(d.from.snapshot_name),
+               d.to_live ? "now" : shown(d.to.snapshot_name), d.ranges.size(),
+               format_size(total[DeltaKind::kChanged]), format_size(total[DeltaKind::kAdded]),
+               format_size(total[DeltaKind::kRemoved]), format_size(d.chunk_size));
 }
 
 void do_rollback(const Options& o) {
@@ -520,6 +567,13 @@ std::vector<Verb> verbs() {
              c.add_option("snapname", o.second, "snapshot name or path")->required();
          },
          do_rollback},
+        {"diff", "the ranges that changed since a snapshot (from the pool's mappings; no data read)",
+         [](CLI::App& c, Options& o) {
+             add_target(c, o, "EXPORT:/path");
+             c.add_option("--from", o.from, "the older snapshot (name or /path)")->required();
+             c.add_option("--to", o.to, "the newer snapshot (default: the volume as it is now)");
+         },
+         do_diff},
         {"resize", "change a volume's size (smaller only with --shrink)",
          [](CLI::App& c, Options& o) {
              add_target(c, o, "EXPORT:/path");
