@@ -17,6 +17,19 @@ namespace {
 
 constexpr size_t kCopyBlock = 1 << 20;
 
+Result<void> pwrite_full(int fd, const char* buf, size_t n, off_t off, const std::string& dev) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pwrite(fd, buf + done, n - done, off + off_t(done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return fail(errno, fmt::format("write({}) at {}: {}", dev, off, strerror(errno)));
+        done += size_t(r);
+    }
+    return {};
+}
+
+}  // namespace
+
 bool all_zero(const char* p, size_t n) {
     static const char kZero[4096] = {};
     for (size_t off = 0; off < n; off += sizeof kZero)
@@ -34,19 +47,6 @@ Result<void> pread_full(int fd, char* buf, size_t n, off_t off, const std::strin
     }
     return {};
 }
-
-Result<void> pwrite_full(int fd, const char* buf, size_t n, off_t off, const std::string& dev) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pwrite(fd, buf + done, n - done, off + off_t(done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return fail(errno, fmt::format("write({}) at {}: {}", dev, off, strerror(errno)));
-        done += size_t(r);
-    }
-    return {};
-}
-
-}  // namespace
 
 Result<Fd> open_device(const std::string& dev, int flags) {
     Fd fd(::open(dev.c_str(), flags | O_DIRECT | O_CLOEXEC));

@@ -14,6 +14,12 @@ namespace bd {
 /// Progress of a long operation: bytes done of total.
 using Progress = std::function<void(uint64_t done, uint64_t total)>;
 
+/// Whether `n` bytes at `p` are all zero.
+bool all_zero(const char* p, size_t n);
+
+/// Reads exactly `n` bytes at `off` (EIO naming `dev` on a short read).
+Result<void> pread_full(int fd, char* buf, size_t n, off_t off, const std::string& dev);
+
 /// Opens a block device for a copy, with O_DIRECT.
 Result<Fd> open_device(const std::string& dev, int flags);
 

@@ -17,7 +17,7 @@ constexpr ErrnoInfo kErrnoTable[] = {
     {ENAMETOOLONG, "ENAMETOOLONG", 8}, {EUCLEAN, "EUCLEAN", 9}, {EROFS, "EROFS", 2},
     {EPERM, "EPERM", 1},       {EISDIR, "EISDIR", 4},    {ENOTDIR, "ENOTDIR", 4},
     {EIO, "EIO", 1},             {EOVERFLOW, "EOVERFLOW", 2}, {ESTALE, "ESTALE", 1},
-    {EACCES, "EACCES", 1},       {ERANGE, "ERANGE", 2},
+    {EACCES, "EACCES", 1},       {ERANGE, "ERANGE", 2},      {EBADMSG, "EBADMSG", 10},
 };
 
 const ErrnoInfo* find(int code) {

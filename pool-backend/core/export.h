@@ -13,6 +13,7 @@
 #include "access.h"
 #include "catalog.h"
 #include "delta.h"
+#include "stream.h"
 #include "copy.h"
 #include "dirs.h"
 #include "error.h"
@@ -98,6 +99,21 @@ struct VolumeDelta {
     std::vector<DeltaRange> ranges;  ///< changed, added and removed; sorted, clipped to to.size
 };
 
+/// What `bdctl send` sends: the snapshot `snapshot` (taken now if the volume
+/// has none of that name), whole or since `from` (a snapshot), or with
+/// `incremental` since the base the last incremental send recorded.
+struct SendSpec {
+    std::string snapshot, from;
+    bool incremental = false;
+};
+
+struct SendResult {
+    Volume snapshot;
+    std::optional<Volume> base;
+    bool made_snapshot = false;
+    uint64_t records = 0, data_bytes = 0, stream_bytes = 0;
+};
+
 /// Warnings for the caller to show (unfinished work found, pool nearly full).
 using Warn = std::function<void(const std::string&)>;
 
@@ -168,6 +184,10 @@ public:
     /// released). Snapshots are named as for rollback. No data is read.
     Result<VolumeDelta> diff(const VolumeRef& path, const std::string& from,
                              const std::string& to, const Actor& who = Actor::root());
+    /// Writes the stream of docs/STREAM.md to `sink`. With `incremental`, the
+    /// snapshot sent becomes the next base, once the whole stream is written.
+    Result<SendResult> send(const VolumeRef& path, const SendSpec& spec, const StreamSink& sink,
+                            const Progress& progress = {}, const Actor& who = Actor::root());
     /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
     /// Refused while anyone holds the volume open (LVM refuses the commit).
     Result<Volume> rollback(const VolumeRef& path, const std::string& snap);
@@ -268,6 +288,7 @@ private:
     std::string tpool_device() const;
     std::string tmeta() const;
     std::string pool_snap_marker() const;
+    Result<void> set_send_base(const VolumeRef& ref, const std::string& snapshot_id);
     Result<std::string> read_pool_snap(const Catalog& cat, const ExportLock& lock, const Argv& query);
     int lock_fd(const ExportLock& lock) const;
     Result<Volume> find_ref(const Catalog& cat, const VolumeRef& ref) const;

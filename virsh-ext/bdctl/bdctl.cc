@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <iostream>
@@ -32,7 +33,8 @@ struct Options {
     bool thick = false, full = false, shrink = false, with_snapshots = false;
     bool force = false, destroy = false, dry_run = false, threshold_set = false;
     std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
-    std::string metadata_size, owner, mode, format = "raw", when_full, from, to;
+    std::string metadata_size, owner, mode, format = "raw", when_full, from, to, snapshot;
+    bool incremental = false;
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -152,15 +154,15 @@ void note_rounding(const Options& o, uint64_t asked, const Volume& v) {
                    format_size(v.size));
 }
 
-Progress progress_printer(const std::string& what) {
+Progress progress_printer(const std::string& what, const char* verb = "copying") {
     bool tty = isatty(2);
     auto started = std::chrono::steady_clock::now();
-    return [what, tty, started, last_pct = -1](uint64_t done, uint64_t total) mutable {
+    return [what, verb, tty, started, last_pct = -1](uint64_t done, uint64_t total) mutable {
         int pct = total ? int(done * 100 / total) : 100;
         if (!tty && pct / 10 == last_pct / 10 && pct != 100) return;
         last_pct = pct;
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        fmt::print(stderr, "{}copying {}: {:3d}% ({} of {}, {:.0f} MiB/s){}", tty ? "\r" : "", what,
+        fmt::print(stderr, "{}{} {}: {:3d}% ({} of {}, {:.0f} MiB/s){}", tty ? "\r" : "", verb, what,
                    pct, format_size(done), format_size(total),
                    secs > 0 ? double(done) / secs / 1048576 : 0.0, tty && pct < 100 ? "" : "\n");
     };
@@ -426,6 +428,48 @@ void do_diff(const Options& o) {
                format_size(total[DeltaKind::kRemoved]), format_size(d.chunk_size));
 }
 
+// The stream goes to stdout, so what a person or script reads goes to stderr.
+void do_send(const Options& o) {
+    VolumeSpec spec = must(parse_volume_spec(o.target));
+    if (isatty(1))
+        throw Failure{{EINVAL, "refusing to write a binary stream to a terminal: redirect it "
+                               "(> FILE, or | ssh HOST bdctl receive ...)"}};
+    signal(SIGPIPE, SIG_IGN);  // a reader that goes away is an error, reported as one
+    Export ex = open_export(spec.export_name);
+    StreamSink out = [](const void* p, size_t n) -> Result<void> {
+        const char* c = static_cast<const char*>(p);
+        while (n > 0) {
+            ssize_t w = write(1, c, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0)
+                return fail(errno, fmt::format("cannot write the stream: {}{}", strerror(errno),
+                                               errno == EPIPE ? " (its reader went away)" : ""));
+            c += w;
+            n -= size_t(w);
+        }
+        return {};
+    };
+    SendSpec send{o.snapshot, o.from, o.incremental};
+    // With --json, stderr carries the summary alone, for scripts to parse.
+    SendResult r = must(ex.send(spec.path, send, out,
+                                o.json ? Progress{} : progress_printer(spec.path, "sending"),
+                                caller()));
+    if (o.json) {
+        json j = {{"snapshot", to_json(r.snapshot, ex)},
+                  {"made_snapshot", r.made_snapshot},
+                  {"base", r.base ? to_json(*r.base, ex) : json(nullptr)},
+                  {"records", r.records},
+                  {"data_bytes", r.data_bytes},
+                  {"stream_bytes", r.stream_bytes}};
+        std::cerr << j.dump(2) << "\n";
+        return;
+    }
+    fmt::print(stderr, "sent {}:/{}{}: {} of data in {} records, a stream of {}\n", ex.name(),
+               shown(r.snapshot.path),
+               r.base ? fmt::format(" since {}", shown(r.base->snapshot_name)) : " (full)",
+               format_size(r.data_bytes), r.records, format_size(r.stream_bytes));
+}
+
 void do_rollback(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     Export ex = open_export(spec.export_name, Access::kChange);
@@ -574,6 +618,19 @@ std::vector<Verb> verbs() {
              c.add_option("--to", o.to, "the newer snapshot (default: the volume as it is now)");
          },
          do_diff},
+        {"send", "write a snapshot's data, whole or since a base, as a stream on stdout",
+         [](CLI::App& c, Options& o) {
+             add_target(c, o, "EXPORT:/path");
+             c.add_option("--snapshot", o.snapshot,
+                          "the snapshot to send (name or /path; taken now if it does not exist)")
+                 ->required();
+             auto* from = c.add_option("--from", o.from, "send only what changed since this snapshot");
+             c.add_flag("--incremental", o.incremental,
+                        "since the snapshot the last --incremental send recorded (none: a full "
+                        "stream); the one sent becomes the next base")
+                 ->excludes(from);
+         },
+         do_send},
         {"resize", "change a volume's size (smaller only with --shrink)",
          [](CLI::App& c, Options& o) {
              add_target(c, o, "EXPORT:/path");
