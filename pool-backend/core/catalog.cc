@@ -242,6 +242,12 @@ std::vector<const Volume*> Catalog::snapshots_of(const std::string& id) const {
     return out;
 }
 
+const LvRecord* Catalog::record(const std::string& name) const {
+    for (const LvRecord& r : records)
+        if (r.name == name) return &r;
+    return nullptr;
+}
+
 bool Catalog::has_lv(const std::string& name) const {
     return std::find(lv_names.begin(), lv_names.end(), name) != lv_names.end();
 }

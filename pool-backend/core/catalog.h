@@ -129,6 +129,8 @@ struct Catalog {
     std::vector<const Volume*> snapshots_of(const std::string& id) const;
     /// True if an LV with this exact name exists (volume or leftover).
     bool has_lv(const std::string& name) const;
+    /// The report's row of LV `name`, if any.
+    const LvRecord* record(const std::string& name) const;
 
     std::vector<std::string> lv_names;  ///< every LV name in the VG
     std::vector<LvRecord> records;      ///< the report this catalog was built from

@@ -12,14 +12,8 @@ namespace bd {
 
 namespace {
 
-const LvRecord* record_of(const Catalog& cat, const std::string& lv) {
-    for (const LvRecord& r : cat.records)
-        if (r.name == lv) return &r;
-    return nullptr;
-}
-
 uint64_t thin_id_of(const Catalog& cat, const std::string& lv) {
-    const LvRecord* r = record_of(cat, lv);
+    const LvRecord* r = cat.record(lv);
     return r ? r->thin_id : 0;
 }
 
@@ -145,7 +139,7 @@ Result<VolumeDelta> Export::diff(const VolumeRef& ref, const std::string& from,
     }
     // Both must be thin devices of this export's pool: ids number one pool's devices.
     for (const Volume* end : {&d.from, &d.to}) {
-        const LvRecord* r = record_of(*cat, end->lv);
+        const LvRecord* r = cat->record(end->lv);
         if (!r || r->segtype != "thin" || r->pool != thinpool_ || r->thin_id == 0)
             return fail(EINVAL, fmt::format("\"{}\" is not a thin volume of pool \"{}/{}\" (a "
                                             "snapshot made outside bd with lvcreate -s -L?): "

@@ -87,6 +87,10 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
                                         v->path,
                                         v->type == VolumeType::kSnapshot ? "a snapshot" : "thick"));
     if (Result<void> ok = check_readable(*cat, *v, who); !ok) return tl::unexpected(ok.error());
+    // From here on the volume is named by path and id: a rename or replace by
+    // another front meanwhile makes each later step refuse (ESTALE), so the
+    // base tag never lands on another volume at this path.
+    const VolumeRef self{v->path, v->id};
     SendResult res;
     // The base first: a snapshot named by --from, or the one the last
     // incremental send recorded (none: this send is the full one).
@@ -112,7 +116,7 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
                                                             : v->path + "@" + spec.snapshot;
         std::string name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
         if (spec.snapshot.rfind('/', 0) != 0) name = spec.snapshot;
-        snap = snapshot(ref, path, name, who);
+        snap = snapshot(self, path, name, who);
         res.made_snapshot = bool(snap);
     }
     if (!snap) return tl::unexpected(snap.error());
@@ -123,7 +127,7 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
     uint64_t chunk = cat->pool->chunk_size ? cat->pool->chunk_size : 65536;
     std::vector<DeltaRange> ranges;
     if (res.base) {
-        Result<VolumeDelta> d = diff(ref, "/" + res.base->path, "/" + snap->path, who);
+        Result<VolumeDelta> d = diff(self, "/" + res.base->path, "/" + snap->path, who);
         if (!d) return tl::unexpected(d.error());
         ranges = std::move(d->ranges);
         chunk = d->chunk_size;
@@ -167,7 +171,7 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
     // Only a stream written whole moves the base on: a send killed before
     // this sends from the old base again.
     if (spec.incremental)
-        if (Result<void> ok = set_send_base(ref, snap->id); !ok) return tl::unexpected(ok.error());
+        if (Result<void> ok = set_send_base(self, snap->id); !ok) return tl::unexpected(ok.error());
     return res;
 }
 

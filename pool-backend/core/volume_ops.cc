@@ -387,12 +387,6 @@ LvRecord new_thin(const std::string& name, const std::string& pool, uint64_t siz
     return lv;
 }
 
-const LvRecord* record_of(const Catalog& cat, const std::string& lv) {
-    for (const LvRecord& r : cat.records)
-        if (r.name == lv) return &r;
-    return nullptr;
-}
-
 }  // namespace
 
 Result<Volume> Export::create_volume(const NewVolume& spec, const Actor& who) {
@@ -479,7 +473,7 @@ Result<Volume> Export::clone(const VolumeRef& src, const std::string& dst, bool 
             Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
             if (Result<CommandOutput> out = run(argv); !out)
                 return tl::unexpected(classify(out.error()));
-            const LvRecord* origin = record_of(*cat, s->lv);
+            const LvRecord* origin = cat->record(s->lv);
             if (!origin) return shown(find(dst));
             return shown(made(*cat,
                               new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false),
@@ -612,7 +606,7 @@ Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_pa
     tags->push_back(*name_tag);
     Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
-    const LvRecord* origin = record_of(*cat, s->lv);
+    const LvRecord* origin = cat->record(s->lv);
     if (!origin) return shown(find(snap_path));
     return shown(made(*cat,
                       new_thin(lv_name_for_path(snap_path), thinpool_, 0, *tags, origin, true),
