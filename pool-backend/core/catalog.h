@@ -49,6 +49,9 @@ inline constexpr const char* kMtime = "bd.mtime";
 inline constexpr const char* kXattr = "bd.x";        ///< "bd.x=NAME=VALUE", both escaped
 inline constexpr const char* kFormat = "bd.fmt";     ///< image format; absent: raw
 inline constexpr const char* kVirtualSize = "bd.vsize";  ///< a qcow2 volume's virtual size
+inline constexpr const char* kRecv = "bd.recv";          ///< received snapshot: the source snapshot's id
+inline constexpr const char* kRecvFrom = "bd.recvfrom";  ///< received snapshot: the source volume's id
+inline constexpr const char* kRecvGen = "bd.recvgen";    ///< received snapshot: 1 for a full stream, then +1
 inline constexpr const char* kSendBase = "bd.sendbase";  ///< id of the snapshot `send --incremental` starts from
 inline constexpr const char* kDirMove = "bd.mvdir";  ///< on the pool LV: "FROM=TO", both escaped
 }  // namespace tags

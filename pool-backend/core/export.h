@@ -114,6 +114,13 @@ struct SendResult {
     uint64_t records = 0, data_bytes = 0, stream_bytes = 0;
 };
 
+struct ReceiveResult {
+    Volume volume;    ///< the target, as it is after the receive
+    Volume snapshot;  ///< the snapshot received, the base of the next stream
+    bool updated = true;  ///< false: the target was open, and keeps its data
+    uint64_t records = 0, data_bytes = 0;
+};
+
 /// Warnings for the caller to show (unfinished work found, pool nearly full).
 using Warn = std::function<void(const std::string&)>;
 
@@ -188,6 +195,14 @@ public:
     /// snapshot sent becomes the next base, once the whole stream is written.
     Result<SendResult> send(const VolumeRef& path, const SendSpec& spec, const StreamSink& sink,
                             const Progress& progress = {}, const Actor& who = Actor::root());
+    /// Applies a stream (docs/STREAM.md) to the volume at `path`: a full stream
+    /// makes it, an incremental one must start from the snapshot it last
+    /// received. The data goes into a temporary thin LV, and one lvcreate (the
+    /// received snapshot, read-only) commits once the whole stream checked out;
+    /// the volume then takes that snapshot's data (refused with `force` unset
+    /// when it changed since the last receive).
+    Result<ReceiveResult> receive(const VolumeRef& path, StreamReader& stream, bool force,
+                                  const Progress& progress = {}, const Actor& who = Actor::root());
     /// Makes `path` hold the snapshot's data again; atomic, resumable by fsck.
     /// Refused while anyone holds the volume open (LVM refuses the commit).
     Result<Volume> rollback(const VolumeRef& path, const std::string& snap);
@@ -289,6 +304,11 @@ private:
     std::string tmeta() const;
     std::string pool_snap_marker() const;
     Result<void> set_send_base(const VolumeRef& ref, const std::string& snapshot_id);
+    struct ReceivePlan;
+    Result<ReceivePlan> plan_receive(const Catalog& cat, const std::string& path,
+                                     const StreamHeader& h, const Actor& who);
+    Result<void> check_unchanged(const VolumeRef& ref, const Volume& last, const Actor& who);
+    Result<Volume> make_received_volume(const Volume& snap, const std::string& path);
     Result<std::string> read_pool_snap(const Catalog& cat, const ExportLock& lock, const Argv& query);
     int lock_fd(const ExportLock& lock) const;
     Result<Volume> find_ref(const Catalog& cat, const VolumeRef& ref) const;
@@ -346,6 +366,9 @@ Error classify(Error e);
 
 /// True if `tag` is "key=...".
 bool is_bd_tag(const std::string& tag, const char* key);
+
+/// The tag that marks an LV as part of transaction `txn`.
+std::string txn_tag(const std::string& txn);
 
 /// A random hex id (volume ids, transaction ids).
 std::string random_id(size_t hex_chars);

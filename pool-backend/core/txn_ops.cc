@@ -31,7 +31,11 @@ void descendants(const Catalog& cat, const std::string& id, std::vector<const Vo
     }
 }
 
+}  // namespace
+
 std::string txn_tag(const std::string& txn) { return fmt::format("{}={}", tags::kTxn, txn); }
+
+namespace {
 
 Error has_snapshots(const std::string& path, const std::vector<const Volume*>& snaps,
                     const char* what) {
@@ -532,6 +536,30 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
                                        l->reason + ")"});
     }
     if (!dry_run) retree(*cat);
+    // A full receive commits its snapshot before it makes the volume from it:
+    // killed between, the volume is made here (recv_ops.cc).
+    for (const Volume& v : cat->volumes) {
+        if (v.type != VolumeType::kSnapshot || !tag_value(v.raw_tags, tags::kRecvFrom) ||
+            v.origin_id.empty() || cat->find_id(v.origin_id))
+            continue;
+        std::string suffix = "@" + v.snapshot_name;
+        if (v.path.size() <= suffix.size() ||
+            v.path.compare(v.path.size() - suffix.size(), suffix.size(), suffix) != 0)
+            continue;
+        std::string path = v.path.substr(0, v.path.size() - suffix.size());
+        if (cat->find(path)) {
+            log.push_back({v.lv, fmt::format("left alone: a received snapshot whose volume was "
+                                             "never made, and \"{}\" is another volume now",
+                                             path)});
+            continue;
+        }
+        if (!dry_run)
+            if (Result<Volume> made = make_received_volume(v, path); !made)
+                return tl::unexpected(made.error());
+        log.push_back({v.lv, fmt::format("{} \"{}\" from the snapshot a killed receive "
+                                         "committed",
+                                         dry_run ? "would make" : "made", path)});
+    }
     // A metadata snapshot a killed bd left held would tax every write to the
     // pool; one another tool holds is theirs (pool_snap.h).
     if (cat->pool->active) {

@@ -34,7 +34,7 @@ struct Options {
     bool force = false, destroy = false, dry_run = false, threshold_set = false;
     std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
     std::string metadata_size, owner, mode, format = "raw", when_full, from, to, snapshot;
-    bool incremental = false;
+    bool incremental = false, force_receive = false;
     std::vector<std::string> pvs;
     int threshold = kDefaultThreshold;
 };
@@ -55,6 +55,10 @@ inline void must(Result<void> r) {
 }
 
 LvmShellRunner g_runner;
+
+// A verb that did its work but not all of it (a receive that committed while
+// its volume could not take the data) prints its result and exits with this.
+int g_partial_exit = 0;
 
 // Verbs that change an export open it with Access::kChange: the lock is taken
 // before the first read, so that one read serves both the checks and the change.
@@ -158,6 +162,13 @@ Progress progress_printer(const std::string& what, const char* verb = "copying")
     bool tty = isatty(2);
     auto started = std::chrono::steady_clock::now();
     return [what, verb, tty, started, last_pct = -1](uint64_t done, uint64_t total) mutable {
+        if (!total) {  // no total known: bytes so far, every 64 MiB when not on a terminal
+            if (!tty && done / (64 << 20) == uint64_t(last_pct)) return;
+            last_pct = int(done / (64 << 20));
+            fmt::print(stderr, "{}{} {}: {}{}", tty ? "\r" : "", verb, what, format_size(done),
+                       tty ? "" : "\n");
+            return;
+        }
         int pct = total ? int(done * 100 / total) : 100;
         if (!tty && pct / 10 == last_pct / 10 && pct != 100) return;
         last_pct = pct;
@@ -470,6 +481,44 @@ void do_send(const Options& o) {
                format_size(r.data_bytes), r.records, format_size(r.stream_bytes));
 }
 
+void do_receive(const Options& o) {
+    VolumeSpec spec = must(parse_volume_spec(o.target));
+    if (isatty(0))
+        throw Failure{{EINVAL, "receive reads a stream on stdin: redirect it (< FILE, or ssh "
+                               "HOST bdctl send ... |)"}};
+    StreamSource in = [](void* p, size_t n) -> Result<size_t> {
+        for (;;) {
+            ssize_t r = read(0, p, n);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return fail(errno, fmt::format("cannot read the stream: {}", strerror(errno)));
+            return size_t(r);
+        }
+    };
+    StreamReader reader = must(StreamReader::open(in));
+    // Not Access::kChange: the lock is the core's to take, for the checks and
+    // the commit, and not held while the stream arrives.
+    Export ex = open_export(spec.export_name);
+    ReceiveResult r = must(ex.receive(spec.path, reader, o.force_receive,
+                                      o.json ? Progress{} : progress_printer(spec.path, "receiving"),
+                                      caller()));
+    if (o.json) {
+        std::cout << json{{"volume", to_json(r.volume, ex)},
+                          {"snapshot", to_json(r.snapshot, ex)},
+                          {"updated", r.updated},
+                          {"records", r.records},
+                          {"data_bytes", r.data_bytes}}
+                         .dump(2)
+                  << "\n";
+    } else {
+        fmt::print("received {}:/{} ({} of data in {} records){}\n", ex.name(),
+                   shown(r.snapshot.path), format_size(r.data_bytes), r.records,
+                   r.updated ? fmt::format("; /{} holds it", shown(r.volume.path))
+                             : fmt::format("; /{} keeps its old data (see the warning)",
+                                           shown(r.volume.path)));
+    }
+    if (!r.updated) g_partial_exit = exit_code_for(EBUSY);
+}
+
 void do_rollback(const Options& o) {
     VolumeSpec spec = must(parse_volume_spec(o.target));
     Export ex = open_export(spec.export_name, Access::kChange);
@@ -631,6 +680,13 @@ std::vector<Verb> verbs() {
                  ->excludes(from);
          },
          do_send},
+        {"receive", "apply a stream from bdctl send on stdin: makes the volume, or updates it",
+         [](CLI::App& c, Options& o) {
+             add_target(c, o, "EXPORT:/path");
+             c.add_flag("--force", o.force_receive,
+                        "discard what was written to the volume since its last receive");
+         },
+         do_receive},
         {"resize", "change a volume's size (smaller only with --shrink)",
          [](CLI::App& c, Options& o) {
              add_target(c, o, "EXPORT:/path");
@@ -754,7 +810,7 @@ int main_bdctl(int argc, char** argv) {
     } catch (const Failure& f) {
         return report_failure(o, f.error);
     }
-    return 0;
+    return g_partial_exit;
 }
 
 }  // namespace bd
