@@ -52,6 +52,7 @@ inline constexpr const char* kVirtualSize = "bd.vsize";  ///< a qcow2 volume's v
 inline constexpr const char* kRecv = "bd.recv";          ///< received snapshot: the source snapshot's id
 inline constexpr const char* kRecvFrom = "bd.recvfrom";  ///< received snapshot: the source volume's id
 inline constexpr const char* kRecvGen = "bd.recvgen";    ///< received snapshot: 1 for a full stream, then +1
+inline constexpr const char* kRecvApply = "bd.recvapply";  ///< received snapshot whose volume has not taken its data yet
 inline constexpr const char* kSendBase = "bd.sendbase";  ///< id of the snapshot `send --incremental` starts from
 inline constexpr const char* kDirMove = "bd.mvdir";  ///< on the pool LV: "FROM=TO", both escaped
 }  // namespace tags

@@ -40,6 +40,11 @@ struct ThinDelta {
 /// --verbose) as a stream: a report of millions of runs builds no tree.
 Result<ThinDelta> parse_thin_delta(std::string_view xml);
 
+/// thin_dump's mappings of one device (`thin_dump -m --dev-id N`, 0.9 and
+/// 1.x), read as a stream: the blocks it maps, as kAdded runs against an
+/// empty device (left 0, right N). What a full send reads.
+Result<ThinDelta> parse_thin_dump(std::string_view xml, uint64_t dev_id);
+
 /// A byte range of the volume.
 struct DeltaRange {
     DeltaKind kind = DeltaKind::kSame;

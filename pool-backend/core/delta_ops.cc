@@ -166,4 +166,28 @@ Result<VolumeDelta> Export::diff(const VolumeRef& ref, const std::string& from,
     return d;
 }
 
+// What a full send reads: only the blocks the snapshot maps (every other
+// block reads zeros), from the pool's metadata snapshot.
+Result<std::vector<DeltaRange>> Export::mapped_ranges(const Volume& snap) {
+    Result<ExportLock> lock = lock_for_change();
+    if (!lock) return tl::unexpected(lock.error());
+    Result<Catalog> cat = scan();
+    if (!cat) return tl::unexpected(cat.error());
+    const LvRecord* r = cat->record(snap.lv);
+    if (!r || r->segtype != "thin" || r->pool != thinpool_ || r->thin_id == 0)
+        return fail(EINVAL, fmt::format("\"{}\" is not a thin volume of pool \"{}/{}\"", snap.path,
+                                        vg_, thinpool_));
+    Result<std::string> out = read_pool_snap(*cat, *lock, thin_dump_argv(tmeta(), r->thin_id));
+    if (!out)
+        return fail(out.error().code, fmt::format("the blocks \"{}\" maps in export \"{}\": {}",
+                                                  snap.path, name_, out.error().message));
+    Result<ThinDelta> mapped = parse_thin_dump(*out, r->thin_id);
+    if (!mapped) return tl::unexpected(mapped.error());
+    if (cat->pool->chunk_size && mapped->block_bytes != cat->pool->chunk_size)
+        return fail(EIO, fmt::format("thin_dump reports blocks of {} bytes where pool \"{}/{}\" "
+                                     "has chunks of {}",
+                                     mapped->block_bytes, vg_, thinpool_, cat->pool->chunk_size));
+    return delta_ranges(*mapped, snap.size);
+}
+
 }  // namespace bd

@@ -84,6 +84,38 @@ TEST(ThinDelta, RefusesWhatIsNotItsReport) {
     }
 }
 
+// Captured in a guest (thin-provisioning-tools 0.9.0): blocks 0-1 and 40 mapped.
+constexpr const char* kDump = R"(<superblock uuid="" time="0" transaction="1" flags="0" version="2" data_block_size="128" nr_data_blocks="8192">
+  <device dev_id="1" mapped_blocks="3" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="7" length="2" time="0"/>
+    <single_mapping origin_block="40" data_block="3" time="0"/>
+  </device>
+</superblock>
+)";
+
+TEST(ThinDump, ReadsTheBlocksOneDeviceMaps) {
+    Result<ThinDelta> d = parse_thin_dump(kDump, 1);
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->block_bytes, 65536u);
+    EXPECT_EQ(show(delta_ranges(*d, 64 << 20)), "added@0+2 added@40+1");
+    EXPECT_FALSE(parse_thin_dump(kDump, 2));  // another device than asked for
+    for (const char* bad : {
+             "",
+             "<superblock data_block_size=\"128\"></superblock>",
+             "<superblock data_block_size=\"128\"><device dev_id=\"1\"/><device dev_id=\"1\"/></superblock>",
+             "<superblock data_block_size=\"128\"><device dev_id=\"1\"><single_mapping data_block=\"3\"/></device></superblock>",
+             "<superblock data_block_size=\"128\"><device dev_id=\"1\"><range_mapping origin_begin=\"0\" length=\"0\"/></device></superblock>",
+             "<superblock data_block_size=\"128\"><device dev_id=\"1\"><range_mapping origin_begin=\"18446744073709551615\" length=\"1\"/></device></superblock>",
+             "<superblock data_block_size=\"128\"><device dev_id=\"1\"><mapping origin_begin=\"0\" length=\"1\"/></device></superblock>",
+         }) {
+        Result<ThinDelta> r = parse_thin_dump(bad, 1);
+        EXPECT_FALSE(r) << bad;
+        if (!r) {
+            EXPECT_NE(r.error().message.find("thin_dump"), std::string::npos);
+        }
+    }
+}
+
 TEST(ThinLs, ReadsEachDevicesExclusiveBytes) {
     Result<std::map<uint64_t, uint64_t>> m =
         parse_thin_ls_exclusive("  1       327680 \n  2       196608 \n\n");

@@ -203,9 +203,17 @@ Result<Export> Export::open(Runner& runner, const std::string& name, Access acce
     }
 }
 
-Result<ExportLock> Export::lock_for_change() {
+Result<ExportLock> Export::lock_for_change(int timeout_s) {
     if (held_) return ExportLock::already_held();
-    return ExportLock::for_vg(vg_uuid_, name_);
+    return ExportLock::for_vg(vg_uuid_, name_, timeout_s);
+}
+
+std::shared_ptr<void> Export::hold_lock(ExportLock& lock) {
+    bool mine = !held_;
+    if (mine) held_ = std::make_unique<ExportLock>(std::move(lock));
+    return std::shared_ptr<void>(nullptr, [this, mine](void*) {
+        if (mine) held_.reset();
+    });
 }
 
 Result<ExportInfo> Export::create(Runner& runner, const ExportSpec& spec) {

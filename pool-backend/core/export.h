@@ -307,7 +307,10 @@ private:
     struct ReceivePlan;
     Result<ReceivePlan> plan_receive(const Catalog& cat, const std::string& path,
                                      const StreamHeader& h, const Actor& who);
-    Result<void> check_unchanged(const VolumeRef& ref, const Volume& last, const Actor& who);
+    Result<bool> reads_as(const Volume& v, const Volume& snap);
+    Result<std::vector<DeltaRange>> mapped_ranges(const Volume& snap);
+    Result<void> check_unchanged(const Volume& v, const Volume& last);
+    Result<Repair> finish_receive(const Catalog& cat, const Volume& snap, bool dry_run);
     Result<Volume> make_received_volume(const Volume& snap, const std::string& path);
     Result<std::string> read_pool_snap(const Catalog& cat, const ExportLock& lock, const Argv& query);
     int lock_fd(const ExportLock& lock) const;
@@ -337,7 +340,12 @@ private:
     Result<FullCopy> start_copy(const Catalog& cat, const Volume& s, std::vector<std::string> tags);
     Result<Volume> finish_copy(FullCopy& copy, const std::string& dst, Result<void> copied);
     Result<void> check_closed(const Volume& v);
-    Result<ExportLock> lock_for_change();
+    Result<ExportLock> lock_for_change(int timeout_s = 60);
+    /// Keeps `lock` as the export's own until the result is destroyed: the
+    /// core's calls made meanwhile (diff, rollback) run under it rather than
+    /// wait for it. Nothing if the export already holds its lock. Not while
+    /// other threads use this Export: bdfs calls fsck before its threads start.
+    std::shared_ptr<void> hold_lock(ExportLock& lock);
     Result<Volume> made(const Catalog& before, LvRecord lv, const std::string& path);
     // The volume tree follows each commit (volume_tree.h). It is derived state: a
     // failure is a warning, and the next change, activate or fsck rebuilds it.

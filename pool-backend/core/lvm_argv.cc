@@ -208,6 +208,10 @@ Argv thin_delta_argv(const std::string& tmeta, uint64_t from_id, uint64_t to_id)
             std::to_string(to_id), "--", tmeta};
 }
 
+Argv thin_dump_argv(const std::string& tmeta, uint64_t dev_id) {
+    return {"thin_dump", "--metadata-snap", "--dev-id", std::to_string(dev_id), "--", tmeta};
+}
+
 Argv thin_ls_argv(const std::string& tmeta) {
     return {"thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", "--", tmeta};
 }

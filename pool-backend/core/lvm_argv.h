@@ -76,6 +76,8 @@ Argv dmsetup_message_argv(const std::string& dm_name, const std::string& message
 /// thin_delta of two thin device ids, read from the pool's reserved metadata
 /// snapshot on its metadata device `tmeta` (/dev/mapper/VG-POOL_tmeta).
 Argv thin_delta_argv(const std::string& tmeta, uint64_t from_id, uint64_t to_id);
+/// The mappings of one thin device, on the pool's metadata snapshot.
+Argv thin_dump_argv(const std::string& tmeta, uint64_t dev_id);
 
 /// thin_ls of every thin device's id and exclusive bytes, from the reserved
 /// metadata snapshot, without headers.

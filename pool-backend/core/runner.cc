@@ -118,7 +118,8 @@ namespace {
 
 // The Debian package that ships a program bd runs.
 const char* package_of(const std::string& program) {
-    if (program == "thin_delta" || program == "thin_ls") return "thin-provisioning-tools";
+    if (program == "thin_delta" || program == "thin_ls" || program == "thin_dump")
+        return "thin-provisioning-tools";
     if (program == "dmsetup") return "dmsetup";
     if (program == "qemu-img") return "qemu-utils";
     return "lvm2";
@@ -129,6 +130,7 @@ const char* package_of(const std::string& program) {
 bool is_query(const Argv& argv) {
     const std::string& c = argv[0];
     return c == "lvs" || c == "vgs" || c == "lvmconfig" || c == "thin_delta" || c == "thin_ls" ||
+           c == "thin_dump" ||
            (c == "dmsetup" && argv.size() > 1 && argv[1] == "status");
 }
 

@@ -132,7 +132,9 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
         ranges = std::move(d->ranges);
         chunk = d->chunk_size;
     } else {
-        ranges.push_back({DeltaKind::kChanged, 0, snap->size});
+        Result<std::vector<DeltaRange>> m = mapped_ranges(*snap);
+        if (!m) return tl::unexpected(m.error());
+        ranges = std::move(*m);
     }
     // Sizes are whole extents, and extents whole chunks: every range is.
     Result<Fd> fd = open_device(device(*snap), O_RDONLY);

@@ -473,6 +473,7 @@ Result<std::vector<std::string>> Export::remove_volume(const VolumeRef& path,
 Result<std::vector<Repair>> Export::fsck(bool dry_run) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
+    auto held = hold_lock(*lock);  // for the repairs that are whole operations (rollback)
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
     std::vector<Repair> log;
@@ -536,29 +537,25 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
                                        l->reason + ")"});
     }
     if (!dry_run) retree(*cat);
-    // A full receive commits its snapshot before it makes the volume from it:
-    // killed between, the volume is made here (recv_ops.cc).
-    for (const Volume& v : cat->volumes) {
-        if (v.type != VolumeType::kSnapshot || !tag_value(v.raw_tags, tags::kRecvFrom) ||
-            v.origin_id.empty() || cat->find_id(v.origin_id))
-            continue;
-        std::string suffix = "@" + v.snapshot_name;
-        if (v.path.size() <= suffix.size() ||
-            v.path.compare(v.path.size() - suffix.size(), suffix.size(), suffix) != 0)
-            continue;
-        std::string path = v.path.substr(0, v.path.size() - suffix.size());
-        if (cat->find(path)) {
-            log.push_back({v.lv, fmt::format("left alone: a received snapshot whose volume was "
-                                             "never made, and \"{}\" is another volume now",
-                                             path)});
-            continue;
+    // A receive commits its snapshot before its volume takes the data (or, for
+    // a full stream, is made from it): killed between, that is finished here
+    // (recv_ops.cc). One at a time, each on a fresh read.
+    std::vector<std::string> received;
+    for (const Volume& v : cat->volumes)
+        if (v.type == VolumeType::kSnapshot && tag_value(v.raw_tags, tags::kRecvApply))
+            received.push_back(v.id);
+    if (!received.empty()) {
+        for (const std::string& id : received) {
+            if (!dry_run) cat = scan();
+            if (!cat) return tl::unexpected(cat.error());
+            const Volume* s = cat->find_id(id);
+            if (!s) continue;
+            Result<Repair> r = finish_receive(*cat, *s, dry_run);
+            if (!r) return tl::unexpected(r.error());
+            log.push_back(*r);
         }
-        if (!dry_run)
-            if (Result<Volume> made = make_received_volume(v, path); !made)
-                return tl::unexpected(made.error());
-        log.push_back({v.lv, fmt::format("{} \"{}\" from the snapshot a killed receive "
-                                         "committed",
-                                         dry_run ? "would make" : "made", path)});
+        if (!dry_run) cat = scan();
+        if (!cat) return tl::unexpected(cat.error());
     }
     // A metadata snapshot a killed bd left held would tax every write to the
     // pool; one another tool holds is theirs (pool_snap.h).
