@@ -310,7 +310,8 @@ private:
     Result<bool> reads_as(const Volume& v, const Volume& snap);
     Result<std::vector<DeltaRange>> mapped_ranges(const Volume& snap);
     Result<void> check_unchanged(const Volume& v, const Volume& last);
-    Result<Repair> finish_receive(const Catalog& cat, const Volume& snap, bool dry_run);
+    Result<Repair> finish_receive(const Catalog& cat, const Volume& snap, bool dry_run,
+                                  bool force = false);
     Result<Volume> make_received_volume(const Volume& snap, const std::string& path);
     Result<std::string> read_pool_snap(const Catalog& cat, const ExportLock& lock, const Argv& query);
     int lock_fd(const ExportLock& lock) const;

@@ -11,9 +11,9 @@
 // 4. Tidying, under the same lock: the volume takes that snapshot's data (a
 //    full stream: the volume is made from it), and the temporary LV goes.
 // Killed before 3, the temporary LV is a leftover fsck removes, and the
-// target is as it was. Killed after, the snapshot is whole; fsck makes the
-// volume of a full stream, and a volume that kept its old data is brought up
-// to date with `bdctl rollback PATH NAME`.
+// target is as it was. The snapshot carries bd.recvapply from its commit
+// until the volume holds its data: killed after 3, fsck or the next receive
+// finishes that (finish_receive), unless the volume was written to since.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/fs.h>
@@ -125,6 +125,11 @@ Result<Export::ReceivePlan> Export::plan_receive(const Catalog& cat, const std::
     plan.snap_path = path + "@" + h.snapshot.name;
     const Volume* t = cat.find(path);
     if (!h.base) {
+        for (const Volume* s : t ? cat.snapshots_of(t->id) : std::vector<const Volume*>{})
+            if (tag_value(s->raw_tags, tags::kRecv) == h.snapshot.id)
+                return fail(EEXIST, fmt::format("snapshot \"{}\" of the stream was received "
+                                                "already, as \"{}\"",
+                                                h.snapshot.name, s->path));
         if (t)
             return fail(EEXIST, fmt::format("\"{}\" exists in export \"{}\", and a full stream "
                                             "makes a new volume: receive it at a new path, or "
@@ -226,7 +231,8 @@ Result<void> Export::check_unchanged(const Volume& v, const Volume& last) {
 // a full stream), and drops the pending tag; or says why it is left alone.
 // Under the lock. The receive that committed it does this itself; this is
 // for one that was killed or found the volume open (fsck, the next receive).
-Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bool dry_run) {
+Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bool dry_run,
+                                      bool force) {
     const char* would = dry_run ? "would " : "";
     auto done = [&](std::string action) -> Result<Repair> {
         if (!dry_run)
@@ -250,7 +256,8 @@ Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bo
                             ok.error().message));
         if (!dry_run)
             if (Result<Volume> made = make_received_volume(snap, path); !made)
-                return tl::unexpected(made.error());
+                return left(fmt::format("making \"{}\" from it failed: {}", path,
+                                        made.error().message));
         return done(
             fmt::format("{}make \"{}\" from it, as the killed receive that committed it "
                         "would have",
@@ -262,6 +269,11 @@ Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bo
         name_, v->path, snap.snapshot_name, name_, snap.path);
     if (v->type != VolumeType::kThin)
         return left(fmt::format("\"{}\" is not a thin volume now; {}", v->path, fix));
+    // The volume's LV was made from this snapshot (by the receive's rollback,
+    // or for a full stream): it took the data then, whatever was written since.
+    const LvRecord* lv = cat.record(v->lv);
+    if ((lv && lv->origin == snap.lv) || generation(snap) == 1)
+        return done(fmt::format("{}mark it applied: \"{}\" was made from it", would, v->path));
     Result<bool> holds = reads_as(*v, snap);
     if (!holds) return left(fmt::format("{} ({})", holds.error().message, fix));
     if (*holds)
@@ -270,7 +282,9 @@ Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bo
     for (const Volume* s : cat.snapshots_of(v->id))
         if (tag_value(s->raw_tags, tags::kRecvFrom) && generation(*s) + 1 == generation(snap))
             base = s;
-    Result<bool> untouched = base ? reads_as(*v, *base) : Result<bool>(false);
+    Result<bool> untouched = force ? Result<bool>(true)
+                             : base ? reads_as(*v, *base)
+                                    : Result<bool>(false);
     if (!untouched) return left(fmt::format("{} ({})", untouched.error().message, fix));
     if (!*untouched)
         return left(fmt::format("\"{}\" was written to since it received \"{}\"; {}", v->path,
@@ -282,7 +296,8 @@ Result<Repair> Export::finish_receive(const Catalog& cat, const Volume& snap, bo
                         v->path));
     if (!dry_run)
         if (Result<Volume> rolled = rollback({v->path, v->id}, "/" + snap.path); !rolled)
-            return tl::unexpected(rolled.error());
+            return left(fmt::format("giving \"{}\" its data failed: {}", v->path,
+                                    rolled.error().message));
     return done(fmt::format("{}give \"{}\" its data, as the receive that committed it would have",
                             would, v->path));
 }
@@ -342,11 +357,21 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
         auto held = hold_lock(*lock);
         Result<Catalog> cat = scan_for_change({path, snap_path});
         if (!cat) return tl::unexpected(cat.error());
-        // A receive before this one that did not finish: finished now if it can be.
+        // A receive before this one that did not finish: finished now if it
+        // can be (a full one's volume may not exist yet).
         const Volume* t = cat->find(path);
+        if (t && !may(who, t->uid, t->gid, t->mode, kMayWrite))
+            return fail(EACCES, fmt::format("cannot receive into \"{}\" in export \"{}\": no "
+                                            "write permission (mode {:04o}, owner {}:{})",
+                                            path, name_, t->mode, t->uid, t->gid));
         const Volume* last = t ? latest_received(*cat, t->id) : nullptr;
+        if (!t)
+            for (const Volume& s : cat->volumes)
+                if (s.type == VolumeType::kSnapshot && pending(s) && generation(s) == 1 &&
+                    received_for(s) == path && !cat->find_id(s.origin_id))
+                    last = &s;
         if (last && pending(*last)) {
-            Result<Repair> r = finish_receive(*cat, *last, false);
+            Result<Repair> r = finish_receive(*cat, *last, false, force);
             if (!r) return tl::unexpected(r.error());
             if (r->action.rfind("left alone: ", 0) == 0)
                 return fail(EUCLEAN,
@@ -403,7 +428,7 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
     // is used. The pool's fill is watched as the data lands: a stream must
     // not take the space kept for the VMs on it.
     ReceiveResult res;
-    uint64_t done = 0, next_check = 0;
+    uint64_t done = 0, seen = 0, next_check = 0;
     constexpr uint64_t kSpaceCheckEvery = 64 << 20;
     for (;;) {
         Result<std::optional<StreamRecord>> rec = stream.next();
@@ -420,8 +445,10 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
         }
         ++res.records;
         if (progress) progress(done, 0);
-        if (done >= next_check) {
-            next_check = done + kSpaceCheckEvery;
+        // Holes count too: where the pool ignores discards they are zeros written.
+        seen += (*rec)->length;
+        if (seen >= next_check) {
+            next_check = seen + kSpaceCheckEvery;
             Result<ThinPoolStatus> st = dm_thin_pool_status_noflush(vg_, thinpool_);
             if (st && (st->data_percent() >= threshold_ || st->metadata_percent() >= threshold_))
                 return abandon(Error(
@@ -479,7 +506,7 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
     res.snapshot = *snap;
     Result<Volume> v =
         plan.target ? rollback(ref, "/" + plan.snap_path) : make_received_volume(*snap, path);
-    if (!v && plan.target) {
+    if (!v && plan.target && v.error().code == EBUSY) {
         // The volume was opened since the check: it keeps its data for now.
         res.updated = false;
         res.volume = *again->target;

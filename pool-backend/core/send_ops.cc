@@ -1,6 +1,7 @@
 // Export::send: one snapshot's data, whole or since a base, as a bd stream
 // (docs/STREAM.md). The snapshot is the point in time: a VM may write on.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "export.h"
+#include "thin_status.h"
 #include "lvm_argv.h"
 #include "names.h"
 
@@ -125,16 +127,27 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
         return fail(EINVAL, fmt::format("snapshot \"{}\" is the base itself: nothing to send",
                                         snap->path));
     uint64_t chunk = cat->pool->chunk_size ? cat->pool->chunk_size : 65536;
+    // A thin LV with an external origin (lvconvert --type thin of a thick LV)
+    // reads that origin where it maps nothing: there, the mappings do not
+    // tell what it reads, and the device is read instead.
+    struct stat st;
+    Result<std::optional<uint64_t>> data_end =
+        ::stat(device(*snap).c_str(), &st) == 0
+            ? dm_thin_data_end(st.st_rdev)
+            : Result<std::optional<uint64_t>>(tl::unexpected(Error(errno, "stat")));
+    bool unmapped_reads_zeros = data_end && data_end->has_value();
     std::vector<DeltaRange> ranges;
     if (res.base) {
         Result<VolumeDelta> d = diff(self, "/" + res.base->path, "/" + snap->path, who);
         if (!d) return tl::unexpected(d.error());
         ranges = std::move(d->ranges);
         chunk = d->chunk_size;
-    } else {
+    } else if (unmapped_reads_zeros) {
         Result<std::vector<DeltaRange>> m = mapped_ranges(*snap);
         if (!m) return tl::unexpected(m.error());
         ranges = std::move(*m);
+    } else {
+        ranges.push_back({DeltaKind::kChanged, 0, snap->size});
     }
     // Sizes are whole extents, and extents whole chunks: every range is.
     Result<Fd> fd = open_device(device(*snap), O_RDONLY);
@@ -161,7 +174,7 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
     for (const DeltaRange& r : ranges)
         if (r.kind != DeltaKind::kRemoved) total += r.length;
     for (const DeltaRange& r : ranges) {
-        Result<void> ok = r.kind == DeltaKind::kRemoved
+        Result<void> ok = r.kind == DeltaKind::kRemoved && unmapped_reads_zeros
                               ? w->hole(r.offset, r.length)
                               : send_range(*w, fd->get(), device(*snap), buf.get(), r.offset,
                                            r.length, chunk, bool(res.base), done, total, progress);

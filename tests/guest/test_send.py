@@ -475,3 +475,44 @@ def test_a_receive_killed_after_its_commit_is_finished_by_fsck_or_the_next(bd, t
     fsck = target.json("fsck", target.name)["repaired"]
     assert [r["action"].split(" ")[0] for r in fsck] == ["removed"], fsck  # the killed one's LV
     assert target.json("fsck", target.name)["repaired"] == []
+
+
+def test_a_pending_receive_never_rolls_over_writes_made_after_it(bd, target):
+    chunk = bd.json("export", "info", bd.name)["chunk_size"]
+    bd.create("/w.img", "16M")
+    write(bd, "/w.img", chunk, 0, 4, "w1")
+    s1, _ = send(bd, "/w.img", "--snapshot", "w1")
+    # A full receive killed after its volume was made (changes: the temporary
+    # LV, the commit, its removal, the volume), before the pending tag went.
+    env = dict(os.environ, BD_FAULT_KILL_AFTER="4")
+    p = subprocess.run([BDCTL, "receive", target.spec("/w.img")], input=s1, env=env,
+                       capture_output=True)
+    assert p.returncode == -9, p
+    write(target, "/w.img", chunk, 6, 1, "local1")
+    local = sha_volume(target, "/w.img")
+    fsck = target.json("fsck", target.name)["repaired"]
+    assert [r["action"][:15] for r in fsck] == ["mark it applied"], fsck
+    assert sha_volume(target, "/w.img") == local
+    # An incremental receive killed after its commit; then the target is
+    # written to: fsck and the next receive leave it alone, --force applies it.
+    write(bd, "/w.img", chunk, 8, 2, "w2")
+    s2, _ = send(bd, "/w.img", "--snapshot", "w2", "--from", "w1")
+    env = dict(os.environ, BD_FAULT_KILL_AFTER="2")
+    p = subprocess.run([BDCTL, "receive", target.spec("/w.img"), "--force"], input=s2, env=env,
+                       capture_output=True)
+    assert p.returncode == -9, p
+    write(target, "/w.img", chunk, 12, 1, "local2")
+    local = sha_volume(target, "/w.img")
+    fsck = target.json("fsck", target.name)["repaired"]
+    assert sorted(r["action"].split(" ")[0] for r in fsck) == ["left", "removed"], fsck
+    assert any("was written to since" in r["action"] and "bdctl rollback" in r["action"]
+               for r in fsck), fsck
+    assert sha_volume(target, "/w.img") == local
+    write(bd, "/w.img", chunk, 14, 1, "w3")
+    s3, _ = send(bd, "/w.img", "--snapshot", "w3", "--from", "w2")
+    err = receive(target, "/w.img", s3, 9)
+    assert "has not taken its data" in err, err
+    assert sha_volume(target, "/w.img") == local
+    got = receive(target, "/w.img", s3, 0, "--force")
+    assert same_bytes(got["volume"]["device"], bd.device("/w.img@w3"))
+    assert target.json("fsck", target.name)["repaired"] == []
