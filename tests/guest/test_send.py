@@ -444,6 +444,14 @@ def test_forged_streams_are_data_never_configuration(bd, target):
     assert target.json("fsck", target.name)["repaired"] == []
 
 
+def killed_receive(target, path, stream, after, *extra):
+    """A receive killed (SIGKILL) right after its Nth change to LVM."""
+    env = dict(os.environ, BD_FAULT_KILL_AFTER=str(after))
+    p = subprocess.run([BDCTL, "receive", target.spec(path), *extra], input=stream, env=env,
+                       capture_output=True)
+    assert p.returncode == -9, p
+
+
 def test_a_receive_killed_after_its_commit_is_finished_by_fsck_or_the_next(bd, target):
     chunk = bd.json("export", "info", bd.name)["chunk_size"]
     bd.create("/c.img", "16M")
@@ -451,10 +459,7 @@ def test_a_receive_killed_after_its_commit_is_finished_by_fsck_or_the_next(bd, t
     s1, _ = send(bd, "/c.img", "--snapshot", "c1")
     # Full stream, killed right after its commit (change 2: the temporary LV,
     # then the received snapshot): fsck makes the volume.
-    env = dict(os.environ, BD_FAULT_KILL_AFTER="2")
-    p = subprocess.run([BDCTL, "receive", target.spec("/c.img")], input=s1, env=env,
-                       capture_output=True)
-    assert p.returncode == -9, p
+    killed_receive(target, "/c.img", s1, 2)
     assert "c.img" not in target.paths() and "c.img@c1" in target.paths()
     fsck = target.json("fsck", target.name)["repaired"]
     assert sorted(r["action"].split(" ")[0] for r in fsck) == ["make", "removed"], fsck
@@ -484,10 +489,7 @@ def test_a_pending_receive_never_rolls_over_writes_made_after_it(bd, target):
     s1, _ = send(bd, "/w.img", "--snapshot", "w1")
     # A full receive killed after its volume was made (changes: the temporary
     # LV, the commit, its removal, the volume), before the pending tag went.
-    env = dict(os.environ, BD_FAULT_KILL_AFTER="4")
-    p = subprocess.run([BDCTL, "receive", target.spec("/w.img")], input=s1, env=env,
-                       capture_output=True)
-    assert p.returncode == -9, p
+    killed_receive(target, "/w.img", s1, 4)
     write(target, "/w.img", chunk, 6, 1, "local1")
     local = sha_volume(target, "/w.img")
     fsck = target.json("fsck", target.name)["repaired"]
@@ -497,10 +499,7 @@ def test_a_pending_receive_never_rolls_over_writes_made_after_it(bd, target):
     # written to: fsck and the next receive leave it alone, --force applies it.
     write(bd, "/w.img", chunk, 8, 2, "w2")
     s2, _ = send(bd, "/w.img", "--snapshot", "w2", "--from", "w1")
-    env = dict(os.environ, BD_FAULT_KILL_AFTER="2")
-    p = subprocess.run([BDCTL, "receive", target.spec("/w.img"), "--force"], input=s2, env=env,
-                       capture_output=True)
-    assert p.returncode == -9, p
+    killed_receive(target, "/w.img", s2, 2, "--force")
     write(target, "/w.img", chunk, 12, 1, "local2")
     local = sha_volume(target, "/w.img")
     fsck = target.json("fsck", target.name)["repaired"]
