@@ -17,18 +17,19 @@ namespace {
 
 constexpr size_t kCopyBlock = 1 << 20;
 
+}  // namespace
+
 Result<void> pwrite_full(int fd, const char* buf, size_t n, off_t off, const std::string& dev) {
     size_t done = 0;
     while (done < n) {
         ssize_t r = pwrite(fd, buf + done, n - done, off + off_t(done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return fail(errno, fmt::format("write({}) at {}: {}", dev, off, strerror(errno)));
+        if (r == 0) return fail(EIO, fmt::format("write({}) at {} wrote nothing", dev, off));
         done += size_t(r);
     }
     return {};
 }
-
-}  // namespace
 
 bool all_zero(const char* p, size_t n) {
     static const char kZero[4096] = {};

@@ -20,6 +20,9 @@ bool all_zero(const char* p, size_t n);
 /// Reads exactly `n` bytes at `off` (EIO naming `dev` on a short read).
 Result<void> pread_full(int fd, char* buf, size_t n, off_t off, const std::string& dev);
 
+/// Writes exactly `n` bytes at `off` (the error names `dev`).
+Result<void> pwrite_full(int fd, const char* buf, size_t n, off_t off, const std::string& dev);
+
 /// Opens a block device for a copy, with O_DIRECT.
 Result<Fd> open_device(const std::string& dev, int flags);
 

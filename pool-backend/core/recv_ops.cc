@@ -69,20 +69,6 @@ std::string received_for(const Volume& s) {
     return s.path.substr(0, s.path.size() - suffix.size());
 }
 
-Result<void> write_all(int fd, const char* p, uint64_t n, uint64_t off, const std::string& dev) {
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, size_t(n), off_t(off));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0)
-            return fail(errno, fmt::format("write({}) at {}: {}", dev, off, strerror(errno)));
-        if (w == 0) return fail(EIO, fmt::format("write({}) at {} wrote nothing", dev, off));
-        p += w;
-        n -= uint64_t(w);
-        off += uint64_t(w);
-    }
-    return {};
-}
-
 // A hole: whole pool blocks are discarded (a thin LV then reads zeros and
 // maps nothing); the parts of blocks at its edges are written with zeros.
 Result<void> punch(int fd, uint64_t off, uint64_t len, uint64_t chunk, const std::string& dev) {
@@ -92,7 +78,7 @@ Result<void> punch(int fd, uint64_t off, uint64_t len, uint64_t chunk, const std
     auto zero = [&](uint64_t from, uint64_t to) -> Result<void> {
         for (uint64_t at = from; at < to;) {
             uint64_t n = std::min<uint64_t>(sizeof kZeros, to - at);
-            if (Result<void> ok = write_all(fd, kZeros, n, at, dev); !ok) return ok;
+            if (Result<void> ok = pwrite_full(fd, kZeros, n, at, dev); !ok) return ok;
             at += n;
         }
         return {};
@@ -436,7 +422,7 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
         if (!*rec) break;
         Result<void> ok =
             (*rec)->kind == StreamRecord::Kind::kData
-                ? write_all(fd.get(), (*rec)->data, (*rec)->length, (*rec)->offset, dev)
+                ? pwrite_full(fd.get(), (*rec)->data, (*rec)->length, (*rec)->offset, dev)
                 : punch(fd.get(), (*rec)->offset, (*rec)->length, chunk, dev);
         if (!ok) return abandon(ok.error());
         if ((*rec)->kind == StreamRecord::Kind::kData) {
