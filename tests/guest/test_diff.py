@@ -63,11 +63,14 @@ def test_diff_lists_exactly_the_chunks_that_changed(bd):
     assert not held(bd)
     # What the diff says matches the data: every chunk it names differs between
     # the two snapshots, and the ones it leaves out are equal.
-    for i in range(0, 110):
-        a = bd.checksum_at("/vm/disk0.img@n1", i * chunk, chunk)
-        b = bd.checksum_at("/vm/disk0.img@n2", i * chunk, chunk)
-        named = any(first <= i < first + n for _, first, n in want)
-        assert (a != b) == named, (i, named)
+    # (Each device is looked up once: a `bdctl info` per chunk cost 3 minutes.)
+    with open(bd.device("/vm/disk0.img@n1"), "rb") as f1, \
+            open(bd.device("/vm/disk0.img@n2"), "rb") as f2:
+        for i in range(0, 110):
+            a, b = f1.read(chunk), f2.read(chunk)
+            assert len(a) == len(b) == chunk, i
+            named = any(first <= i < first + n for _, first, n in want)
+            assert (a != b) == named, (i, named)
 
     # Against the volume as it is now: the same, plus what is written after n2.
     live = bd.json("diff", bd.spec("/vm/disk0.img"), "--from", "/vm/disk0.img@n1")
