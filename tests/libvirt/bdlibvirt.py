@@ -91,8 +91,10 @@ class Daemon:
     """The patched libvirtd (with virtlogd for the QEMU driver). Its PATH has
     no bdctl: the backend runs the one its build found (INSTALLED_BDCTL)."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix, link_bdctl=True):
         self.prefix = prefix
+        # False: leave /usr/sbin/bdctl as it is (the package test installs it)
+        self.link_bdctl = link_bdctl
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                     "LIBVIRT_LOG_OUTPUTS": f"3:file:{LOGFILE}"}
         # Development knob: load storage backends from another directory
@@ -105,7 +107,7 @@ class Daemon:
         for d in ("/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt/qemu",
                   "/var/cache/libvirt"):
             os.makedirs(d, exist_ok=True)
-        if not os.path.exists(INSTALLED_BDCTL):
+        if self.link_bdctl and not os.path.exists(INSTALLED_BDCTL):
             install_bdctl()
         if not os.path.exists("/run/libvirt/virtlogd-sock"):
             # the QEMU driver hands QEMU's stdio and file chardevs to virtlogd
