@@ -9,8 +9,11 @@ package's files are compared with what `meson install` installs from the
 build tree, so the two cannot drift apart.
 """
 import hashlib
+import json
 import os
 import re
+import shlex
+import subprocess
 import sys
 import uuid
 
@@ -53,8 +56,8 @@ def meson_install_files(tmp_path):
     """What `meson install` puts down from the build tree, mapped to /usr."""
     dest = tmp_path / "stage"
     sh("meson", "install", "-C", BUILD, "--no-rebuild", "--quiet", "--destdir", dest)
-    prefix = sh("meson", "introspect", "--buildoptions", BUILD).stdout
-    prefix = re.search(r'"name": "prefix", "value": "([^"]+)"', prefix).group(1)
+    options = json.loads(sh("meson", "introspect", "--buildoptions", BUILD).stdout)
+    prefix = next(o["value"] for o in options if o["name"] == "prefix")
     found = set()
     for d, _, files in os.walk(dest):
         for f in files:
@@ -63,6 +66,15 @@ def meson_install_files(tmp_path):
                 p = "/usr" + p[len(prefix):]
             found.add(p)
     return found
+
+
+def libvirt_verify():
+    """dpkg --verify of every installed libvirt package: what differs from them."""
+    pkgs = [ln.split()[0] for ln in sh("dpkg-query", "-W", "-f", "${Package} ${Status}\n",
+                                       "libvirt*").stdout.splitlines()
+            if ln.endswith(" installed")]
+    assert pkgs, "no libvirt package is installed"
+    return sh("dpkg", "--verify", *pkgs, check=False).stdout.splitlines()
 
 
 def stock_libvirt_check(tmp_path, tag):
@@ -91,22 +103,28 @@ def stock_libvirt_check(tmp_path, tag):
         d.stop()
 
 
-def complete(words):
+def complete(words, cwd):
     """What the installed bash completion offers for the command line `words`
-    (the last word is the one being completed)."""
-    line = " ".join(words)
-    script = f"""
+    (the last is the word being completed), each as the shell would read it.
+    The words are split at ':' as bash splits them (COMP_WORDBREAKS)."""
+    script = r"""
         source /usr/share/bash-completion/bash_completion
         source /usr/share/bash-completion/completions/bdctl
-        COMP_WORDS=({' '.join(f"'{w}'" for w in words)})
-        COMP_CWORD={len(words) - 1}
-        COMP_LINE='{line}'
-        COMP_POINT={len(line)}
-        _bdctl bdctl '{words[-1]}' '{words[-2]}'
-        printf '%s\\n' "${{COMPREPLY[@]}}"
+        COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=()
+        for x in "$@"; do
+            if [[ $x == *:* ]]; then COMP_WORDS+=("${x%%:*}" ":" "${x#*:}")
+            else COMP_WORDS+=("$x"); fi
+        done
+        COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+        _bdctl bdctl "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+        printf '%s\n' "${COMPREPLY[@]}"
     """
-    r = sh("bash", "-c", script)
-    return sorted(x for x in r.stdout.split("\n") if x)
+    r = subprocess.run(["bash", "-c", script, "bash", *words], capture_output=True, text=True,
+                       cwd=cwd, check=True)
+    offers = [x for x in r.stdout.split("\n") if x]
+    read = [shlex.split(o) for o in offers]
+    assert all(len(w) == 1 for w in read), offers   # one word each, quoted for the shell
+    return sorted(w[0] for w in read)
 
 
 def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp_path):
@@ -116,43 +134,50 @@ def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp
     assert sh("dpkg-query", "-W", "bd", check=False).returncode != 0
     libvirt_before = stock_libvirt_check(tmp_path, "a")
     assert "dir" in libvirt_before["backends"]
+    verify_before = libvirt_verify()
+    with open("/etc/fstab") as f:
+        fstab = f.read()
 
-    # Install: the files, and the same set as `meson install`.
-    # man-db's trigger re-indexes every man page on the host: minutes under TCG.
-    if os.path.exists("/var/lib/man-db/auto-update"):
-        os.unlink("/var/lib/man-db/auto-update")
-    sh("dpkg", "-i", deb)
-    files = installed_files()
-    assert PACKAGE_FILES <= files, PACKAGE_FILES - files
-    assert os.readlink("/usr/sbin/mount.fuse.bdfs") == "/sbin/mount.fuse3"
-    meson = {p[:-3] if p.endswith(".gz") else p for p in files
-             if not p.startswith("/usr/share/doc/bd/")}
-    staged = meson_install_files(tmp_path)
-    assert meson == staged, (meson - staged, staged - meson)
-    assert sh(SBIN_BDCTL, "--help").stdout.startswith("bdctl")
-    assert "receive" in sh("zcat", "/usr/share/man/man8/bdctl.8.gz").stdout
-    # The unit as systemd reads it: ExecStart and its man page resolve.
-    unit = tmp_path / "bdfs@pkg.service"
-    unit.write_text(open("/usr/lib/systemd/system/bdfs@.service").read())
-    r = sh("systemd-analyze", "verify", unit, check=False)
-    assert r.returncode == 0, r.stderr
-    assert "ExecStart=/usr/sbin/bdfs %i" in unit.read_text()
-
-    # The demo's core steps, with the installed bdctl only.
     name, vg = "p" + uuid.uuid4().hex[:6], "vg_pkg_" + uuid.uuid4().hex[:6]
     img = tmp_path / "pv.img"
     sh("truncate", "-s", "1G", img)
     loop = sh("losetup", "--find", "--show", img).stdout.strip()
-
-    def bdctl(*args):
-        return sh(SBIN_BDCTL, *args).stdout
 
     class Export:  # enough of conftest.Bd for destroy()
         pass
 
     ex = Export()
     ex.vg, ex.loop, ex.img = vg, loop, str(img)
+    # man-db's trigger re-indexes every man page on the host: minutes under TCG.
+    man_auto = "/var/lib/man-db/auto-update"
+    had_man_auto = os.path.exists(man_auto)
+    if had_man_auto:
+        os.rename(man_auto, man_auto + ".bd-test")
+    fuse_alias, fuse_alias_aside = "/usr/sbin/mount.fuse", "/usr/sbin/mount.fuse.bd-test"
     try:
+        # Install: the files, and the same set as `meson install`.
+        sh("dpkg", "-i", deb)
+        files = installed_files()
+        assert PACKAGE_FILES <= files, PACKAGE_FILES - files
+        assert os.path.realpath("/usr/sbin/mount.fuse.bdfs") == os.path.realpath(
+            "/sbin/mount.fuse3")
+        packaged = {p[:-3] if p.startswith("/usr/share/man/") and p.endswith(".gz") else p
+                    for p in files if not p.startswith("/usr/share/doc/bd/")}
+        staged = meson_install_files(tmp_path)
+        assert packaged == staged, (packaged - staged, staged - packaged)
+        assert sh(SBIN_BDCTL, "--help").stdout.startswith("bdctl")
+        assert "receive" in sh("zcat", "/usr/share/man/man8/bdctl.8.gz").stdout
+        # The unit as systemd reads it: ExecStart and its man page resolve.
+        unit = tmp_path / "bdfs@pkg.service"
+        unit.write_text(open("/usr/lib/systemd/system/bdfs@.service").read())
+        r = sh("systemd-analyze", "verify", unit, check=False)
+        assert r.returncode == 0, r.stderr
+        assert "ExecStart=/usr/sbin/bdfs %i" in unit.read_text()
+
+        # The demo's core steps, with the installed bdctl only.
+        def bdctl(*args):
+            return sh(SBIN_BDCTL, *args).stdout
+
         bdctl("export", "create", name, "--vg", vg, "--pv", loop, "--size", "512M")
         bdctl("create", f"{name}:/vm/disk0.img", "64M")
         dev = f"/dev/disk/by-bd/{vg}/vm/disk0.img"
@@ -170,31 +195,42 @@ def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp
         clone = f"/dev/disk/by-bd/{vg}/vm/disk1.img"
         assert hashlib.sha256(open(clone, "rb").read(1 << 20)).hexdigest() == want
 
-        # bash completion: verbs, this export, and its real paths.
-        assert "receive" in complete(["bdctl", "re"])
-        assert f"{name}:" in complete(["bdctl", "info", name[:3]])
-        assert complete(["bdctl", "info", f"{name}:/vm/"]) == [
-            "/vm/disk0.img", "/vm/disk0.img@before", "/vm/disk1.img"]
-        assert complete(["bdctl", "rollback", f"{name}:/vm/disk0.img", ""]) == ["before"]
+        # bash completion: verbs, this export, its real paths and snapshots. A
+        # volume and a snapshot named as shell commands (any bdfs user or a
+        # stream's sender picks names) are offered quoted and never run.
+        hostile_vol, hostile_snap = "vm/$(touch pwned-by-a-path)", "`touch pwned-by-a-snapshot`"
+        bdctl("create", f"{name}:/{hostile_vol}", "4M")
+        bdctl("snapshot", f"{name}:/vm/disk0.img", hostile_snap)
+        shell_dir = tmp_path / "completion-cwd"
+        shell_dir.mkdir()
+        assert "receive" in complete(["bdctl", "re"], shell_dir)
+        assert f"{name}:" in complete(["bdctl", "info", name[:3]], shell_dir)
+        assert complete(["bdctl", "info", f"{name}:/vm/"], shell_dir) == sorted([
+            "/vm/disk0.img", "/vm/disk0.img@before", "/vm/disk1.img", "/" + hostile_vol,
+            f"/vm/disk0.img@{hostile_snap}"])
+        assert complete(["bdctl", "rollback", f"{name}:/vm/disk0.img", ""], shell_dir) == sorted(
+            ["before", hostile_snap])
+        assert complete(["bdctl", "create", "--format", "qcow2", f"{name}:/vm/disk1"],
+                        shell_dir) == ["/vm/disk1.img"]
+        assert os.listdir(shell_dir) == [], "the completion ran a command found in a name"
 
-        # bdfs from fstab, through mount(8) and the installed helper.
+        # bdfs from fstab, through mount(8) and the package's helper: fuse3's
+        # own mount.fuse alias is moved aside, so only mount.fuse.bdfs can work.
         os.makedirs(MOUNT, exist_ok=True)
         with open("/etc/fstab", "a") as f:
             f.write(f"{name} {MOUNT} fuse.bdfs allow_other,nofail 0 0\n")
+        os.rename(fuse_alias, fuse_alias_aside)
         sh("mount", MOUNT)
-        try:
-            fstype = sh("findmnt", "-n", "-o", "FSTYPE,SOURCE", MOUNT).stdout.split()
-            assert fstype == ["fuse.bdfs", name], fstype
-            assert sorted(os.listdir(f"{MOUNT}/vm")) == ["disk0.img", "disk0.img@before",
-                                                      "disk1.img"]
-            sh("truncate", "-s", "32M", f"{MOUNT}/made-by-truncate.img")
-            assert bdctl("--json", "info", f"{name}:/made-by-truncate.img")
-            # mount.fuse3 ran bdfs by name, from PATH: the installed one.
-            pid = sh("pgrep", "-f", f"^bdfs {name} {MOUNT} ").stdout.split()
-            assert len(pid) == 1, pid
-            assert os.readlink(f"/proc/{pid[0]}/exe") == SBIN_BDFS
-        finally:
-            sh("umount", MOUNT)
+        fstype = sh("findmnt", "-n", "-o", "FSTYPE,SOURCE", MOUNT).stdout.split()
+        assert fstype == ["fuse.bdfs", name], fstype
+        assert "disk1.img" in os.listdir(f"{MOUNT}/vm")
+        sh("truncate", "-s", "32M", f"{MOUNT}/made-by-truncate.img")
+        assert bdctl("--json", "info", f"{name}:/made-by-truncate.img")
+        # mount.fuse3 ran bdfs by name, from PATH: the installed one.
+        pid = sh("pgrep", "-f", f"^bdfs {name} {MOUNT} ").stdout.split()
+        assert len(pid) == 1, pid
+        assert os.readlink(f"/proc/{pid[0]}/exe") == SBIN_BDFS
+        sh("umount", MOUNT)
 
         # Remove (and purge): the files go, the export and its data stay.
         sh("dpkg", "--purge", "bd")
@@ -202,21 +238,26 @@ def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp
             assert not os.path.lexists(p), f"{p} is still there after dpkg --purge bd"
         assert sh("dpkg-query", "-W", "bd", check=False).returncode != 0
         lvs = sh("lvs", "--noheadings", "-o", "lv_name", vg).stdout.split()
-        assert len(lvs) == 5, lvs      # pool, two volumes, a snapshot, the file
+        assert len(lvs) == 7, lvs  # the pool, 3 volumes, 2 snapshots, the file
         assert hashlib.sha256(open(clone, "rb").read(1 << 20)).hexdigest() == want
     finally:
-        if sh("dpkg-query", "-W", "bd", check=False).returncode == 0:
+        if sh("findmnt", MOUNT, check=False).returncode == 0:
+            sh("umount", "-l", MOUNT, check=False)
+        sh("pkill", "-9", "-f", f"^bdfs {name} ", check=False)
+        if os.path.lexists(fuse_alias_aside):
+            os.rename(fuse_alias_aside, fuse_alias)
+        with open("/etc/fstab", "w") as f:
+            f.write(fstab)
+        if os.path.isdir(MOUNT):
+            os.rmdir(MOUNT)
+        if sh("dpkg-query", "-W", "-f", "${Status}", "bd", check=False).stdout.endswith(
+                " installed"):
             sh("dpkg", "--purge", "bd", check=False)
-        sh("umount", MOUNT, check=False)
+        if had_man_auto:
+            os.rename(man_auto + ".bd-test", man_auto)
         destroy(ex)
 
     # Debian's libvirt after the package came and went: the same answers, and
-    # not one of its files changed.
+    # the same files as before.
     assert stock_libvirt_check(tmp_path, "b") == libvirt_before
-    libvirt_pkgs = sh("dpkg-query", "-W", "-f", "${Package}\n", "libvirt*").stdout.split()
-    r = sh("dpkg", "--verify", *[p for p in libvirt_pkgs
-                                 if sh("dpkg-query", "-W", "-f", "${Status}", p,
-                                       check=False).stdout.endswith(" installed")],
-           check=False)
-    changed = [ln for ln in r.stdout.splitlines() if " c " not in ln]  # conffiles may differ
-    assert not changed, changed
+    assert libvirt_verify() == verify_before
