@@ -167,6 +167,9 @@ def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp
         assert packaged == staged, (packaged - staged, staged - packaged)
         assert sh(SBIN_BDCTL, "--help").stdout.startswith("bdctl")
         assert "receive" in sh("zcat", "/usr/share/man/man8/bdctl.8.gz").stdout
+        # The documents bdctl(8) names, where it names them.
+        for doc in ("CLI-CONTRACT.md", "STREAM.md", "ARCHITECTURE.md"):
+            assert f"/usr/share/doc/bd/{doc}" in files, doc
         # The unit as systemd reads it: ExecStart and its man page resolve.
         unit = tmp_path / "bdfs@pkg.service"
         unit.write_text(open("/usr/lib/systemd/system/bdfs@.service").read())
