@@ -13,8 +13,9 @@ snapshot origins). After the trial:
   - no LV of bd's is left over;
   - the bystander volumes' data is unchanged.
 
-BD_CAMPAIGN_TRIALS (default 8, as CI runs it) and BD_CAMPAIGN_SEED (default 9)
-choose the campaign; `tests/run --campaign N` runs N trials.
+BD_CAMPAIGN_TRIALS (default 8, as CI runs it; 40 with tests/run --full) and
+BD_CAMPAIGN_SEED (default 9) choose the campaign; `tests/run --campaign N`
+runs N trials.
 """
 import hashlib
 import os
@@ -27,8 +28,9 @@ import pytest
 
 from bdfs_mount import Mount
 from conftest import BDCTL, destroy, make_export
+from depth import sized
 
-TRIALS = int(os.environ.get("BD_CAMPAIGN_TRIALS", "8"))
+TRIALS = sized("BD_CAMPAIGN_TRIALS", 8, 40)
 SEED = int(os.environ.get("BD_CAMPAIGN_SEED", "9"))
 MiB = 1 << 20
 ZERO = hashlib.sha256(bytes(MiB)).hexdigest()

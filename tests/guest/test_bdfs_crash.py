@@ -15,11 +15,13 @@ import pytest
 
 from bdfs_mount import Mount
 from conftest import destroy, make_export
+from depth import FULL, kill_points
 from devio import read_at as read, write_at as write
 
 MiB = 1 << 20
 ZEROS = hashlib.sha256(bytes(4 * MiB)).hexdigest()
-MOVE_KILLS = [int(k) for k in os.environ.get("BD_MOVE_KILLS", "76").split(",")]
+MOVE_KILLS = [int(k) for k in
+              os.environ.get("BD_MOVE_KILLS", "1,76,151" if FULL else "76").split(",")]
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def test_kill9_of_bdfs_at_every_step(cbd, tmp_path, case):
     }
     if name == "cp-onto":
         states["new"] = {"bystander.img", "src.img", "dst.img"}
-    for k in range(1, steps + 1):
+    for k in kill_points(steps, name):   # CI: a fixed sample; --full: every step
         died = kill_run(cbd, tmp_path, k, cmd, hold)
         if k % 2 == 0 and meddle(cbd):
             seen = settled(cbd)
@@ -160,8 +162,8 @@ def test_kill9_of_bdfs_moving_a_directory_of_50_volumes(cbd, tmp_path):
     src, dst = "d", "e"
     # 152 changes: the commit, 3 per volume, dropping the record. Each kill
     # costs a whole move (bdfs's part, then fsck's): about 4 minutes under
-    # TCG. CI kills in the middle; BD_MOVE_KILLS=1,76,151 adds right after
-    # the commit and right before the record goes.
+    # TCG. CI kills in the middle; tests/run --full (or BD_MOVE_KILLS=1,76,151)
+    # adds right after the commit and right before the record goes.
     for k in MOVE_KILLS:
         died = kill_run(cbd, tmp_path, k, f"mv {src} {dst}")
         assert died, k

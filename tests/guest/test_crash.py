@@ -1,4 +1,5 @@
-"""kill -9 of bdctl at every LVM step of each multi-step operation.
+"""kill -9 of bdctl at every LVM step of each multi-step operation (CI: a
+fixed sample of the steps; tests/run --full: all of them).
 
 BD_FAULT_KILL_AFTER=N makes bdctl SIGKILL itself right after its Nth LVM change
 (pool-backend/core/runner.cc): the same as `kill -9` landing at that point, but
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from conftest import BDCTL
+from depth import kill_points
 
 
 def prepare(bd):
@@ -46,7 +48,8 @@ OPS = {
                BASE, BASE - {"a.img", "a.img@s1"}),
 }
 
-CASES = [(op, k) for op, (_, steps, _, _) in OPS.items() for k in range(1, steps + 1)]
+# Every kill point with tests/run --full; CI runs a fixed sample (tests/lib/depth.py).
+CASES = [(op, k) for op, (_, steps, _, _) in OPS.items() for k in kill_points(steps, op)]
 
 
 @pytest.mark.parametrize("op,kill_after", CASES, ids=[f"{o}-after-step{k}" for o, k in CASES])

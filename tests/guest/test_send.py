@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import BDCTL, destroy, make_export, sh
+from depth import sized
 
 
 def read_stream(data, image=None, base_image=None):
@@ -261,7 +262,7 @@ def same_bytes(*devices):
             f.close()
 
 
-ROUNDS = int(os.environ.get("BD_RECV_ROUNDS", "20"))  # the 20; more with the flag
+ROUNDS = sized("BD_RECV_ROUNDS", 20, 100)  # the 20; tests/run --full runs 100
 
 
 def test_twenty_rounds_of_incremental_send_and_receive_match_exactly(bd, target):
