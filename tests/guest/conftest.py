@@ -27,6 +27,13 @@ def pytest_sessionstart(session):
         raise pytest.UsageError(f"{BDCTL} is not built: run `meson setup build && ninja -C build`")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `long` go first (the sort is stable, the same on every
+    worker): two xdist workers then end together, instead of one running a
+    long test that started last while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def sh(*argv, check=True, env=None, input=None):
     """Runs a command, returns CompletedProcess with text output."""
     full_env = dict(os.environ, **(env or {}))

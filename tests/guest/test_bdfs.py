@@ -322,6 +322,7 @@ def pool_tags(bd):
     return sh("lvs", "--noheadings", "-o", "lv_tags", f"{bd.vg}/pool").stdout.strip().split(",")
 
 
+@pytest.mark.long
 def test_directories_keep_owner_and_mode(mnt, d, tmp_path):
     mnt.run(f"mkdir -m 750 {d}/priv && chown 1000:1000 {d}/priv")
     st = os.stat(mnt.p(d, "priv"))

@@ -263,6 +263,7 @@ def tidy(bd, st, rng):
     return st
 
 
+@pytest.mark.long
 @pytest.mark.timeout(600 + TRIALS * 150)
 def test_kill9_campaign(camp, tmp_path):
     rng = random.Random(SEED)

@@ -100,6 +100,7 @@ CP_ONTO = ("cp-onto", "cp --sparse=never src.img dst.img", 6, None)
 
 @pytest.mark.parametrize("case", [REPLACE, REPLACE_OPEN, UNLINK_OPEN, CP_ONTO],
                          ids=lambda c: c[0])
+@pytest.mark.long
 def test_kill9_of_bdfs_at_every_step(cbd, tmp_path, case):
     name, cmd, steps, hold = case
     cbd.create("/src.img", "8M")
@@ -151,6 +152,7 @@ def test_kill9_of_bdfs_at_every_step(cbd, tmp_path, case):
             assert k == steps, f"{name}: bdfs finished before change {k}"
 
 
+@pytest.mark.long
 @pytest.mark.timeout(2400)
 def test_kill9_of_bdfs_moving_a_directory_of_50_volumes(cbd, tmp_path):
     """The move commits in its first change; every later kill leaves the new

@@ -144,6 +144,7 @@ def test_xattr_space_of_a_file_is_capped(mnt, d):
     assert "Numerical result out of range" in r.stderr       # ERANGE: past one tag
 
 
+@pytest.mark.long
 def test_users_stop_at_the_metadata_reserve_and_root_goes_on(tmp_path_factory, tmp_path):
     img = tmp_path_factory.mktemp("pv") / "small-mda.img"
     sh("truncate", "-s", "1G", img)

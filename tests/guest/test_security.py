@@ -181,6 +181,7 @@ def test_a_file_cannot_take_the_name_a_snapshot_link_points_to(shared_bd):
 
 # ---- 5. bounded metadata archives --------------------------------------------------
 
+@pytest.mark.long
 def test_lvm_archives_of_an_export_stay_bounded(bd):
     def archives():
         return [f for f in os.listdir("/etc/lvm/archive") if f.startswith(bd.vg + "_")]

@@ -265,6 +265,7 @@ def same_bytes(*devices):
 ROUNDS = sized("BD_RECV_ROUNDS", 20, 100)  # the 20; tests/run --full runs 100
 
 
+@pytest.mark.long
 def test_twenty_rounds_of_incremental_send_and_receive_match_exactly(bd, target):
     rng = random.Random(11)  # fixed: CI runs the same rounds every time
     chunk = bd.json("export", "info", bd.name)["chunk_size"]
@@ -303,6 +304,7 @@ def test_twenty_rounds_of_incremental_send_and_receive_match_exactly(bd, target)
     assert target.json("fsck", target.name)["repaired"] == []
 
 
+@pytest.mark.long
 def test_hostile_streams_leave_the_target_as_it_was(bd, target, tmp_path):
     chunk = bd.json("export", "info", bd.name)["chunk_size"]
     bd.create("/a.img", "16M")
@@ -481,6 +483,7 @@ def test_a_receive_killed_after_its_commit_is_finished_by_fsck_or_the_next(bd, t
     assert target.json("fsck", target.name)["repaired"] == []
 
 
+@pytest.mark.long
 def test_a_pending_receive_never_rolls_over_writes_made_after_it(bd, target):
     chunk = bd.json("export", "info", bd.name)["chunk_size"]
     bd.create("/w.img", "16M")

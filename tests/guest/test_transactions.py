@@ -64,6 +64,7 @@ def test_a_full_copy_is_of_one_point_in_time_and_holds_no_lock(big):
         big.run("delete", big.spec("/meanwhile.img"), rc=None)
 
 
+@pytest.mark.long
 def test_a_full_copy_that_cannot_fit_is_refused_before_it_starts(big):
     big.create("/fat.img", "700M")
     big.fill("/fat.img", 480, "fat")            # 192 + 480 of 768 used: 480 will not fit
