@@ -615,8 +615,10 @@ struct Verb {
     std::function<void(const Options&)> run;
 };
 
-void add_target(CLI::App& c, Options& o, const char* what) {
-    c.add_option("target", o.target, what)->required();
+// `name` is the positional's name in --help. CLI11 2.4 (Debian 13) refuses a
+// positional named like one of the verb's --options, as domain-disk's --target.
+void add_target(CLI::App& c, Options& o, const char* what, const char* name = "target") {
+    c.add_option(name, o.target, what)->required();
 }
 
 std::vector<Verb> verbs() {
@@ -724,7 +726,7 @@ std::vector<Verb> verbs() {
          do_pool_xml},
         {"domain-disk", "print a <disk type='volume'> element for a volume",
          [](CLI::App& c, Options& o) {
-             add_target(c, o, "EXPORT:/path");
+             add_target(c, o, "EXPORT:/path", "volume");
              c.add_option("--pool", o.name, "libvirt pool name (default: the export's name)");
              c.add_option("--target", o.dev, "guest device name (default vda)");
          },
