@@ -49,7 +49,10 @@ OPS = {
 }
 
 # Every kill point with tests/run --full; CI runs a fixed sample (tests/lib/depth.py).
-CASES = [(op, k) for op, (_, steps, _, _) in OPS.items() for k in kill_points(steps, op)]
+# Rollback commits at its second change (the old LV removed): always killed there.
+COMMITS = {"rollback": (2,)}
+CASES = [(op, k) for op, (_, steps, _, _) in OPS.items()
+         for k in kill_points(steps, op, COMMITS.get(op, ()))]
 
 
 @pytest.mark.parametrize("op,kill_after", CASES, ids=[f"{o}-after-step{k}" for o, k in CASES])
