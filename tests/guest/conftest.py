@@ -29,8 +29,10 @@ def pytest_sessionstart(session):
 
 def pytest_collection_modifyitems(items):
     """Tests marked `long` go first (the sort is stable, the same on every
-    worker): two xdist workers then end together, instead of one running a
-    long test that started last while the other waits."""
+    worker), so that none of them starts late and keeps one xdist worker busy
+    after the other has run out. xdist 3.1 first hands each worker a run of
+    consecutive tests: the long ones start together on the first worker, and
+    the second takes the short ones meanwhile."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 

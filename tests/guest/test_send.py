@@ -266,6 +266,7 @@ ROUNDS = sized("BD_RECV_ROUNDS", 20, 100)  # the issue's 20; tests/run --full ru
 
 
 @pytest.mark.long
+@pytest.mark.timeout(600 + ROUNDS * 60)
 def test_twenty_rounds_of_incremental_send_and_receive_match_exactly(bd, target):
     rng = random.Random(11)  # fixed: CI runs the same rounds every time
     chunk = bd.json("export", "info", bd.name)["chunk_size"]
