@@ -199,8 +199,9 @@ poweroff -f
 """
 
 
-# An /init that writes a pattern over the disk's first MIB MiB, then prints
-# dd's status and the sha256 of what it wrote (the full-pool test).
+# An /init that prints the disk's size, writes a pattern over its first MIB
+# MiB, then prints dd's status and the sha256 of what it reads back (the
+# full-pool test).
 FILL_INIT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev
 /bin/busybox mount -t devtmpfs devtmpfs /dev
@@ -213,6 +214,7 @@ echo BD-E2E-INIT
 for m in {modules}; do insmod "$m" || echo "BD-E2E-INSMOD-FAILED $m"; done
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+echo "BD-E2E-SIZE $(blockdev --getsize64 /dev/vda)"
 yes bdfill | dd of=/dev/vda bs=1M count={mib} iflag=fullblock oflag=direct 2>/dev/null
 echo "BD-E2E-DD $?"
 set -- $(head -c {bytes} /dev/vda | sha256sum)

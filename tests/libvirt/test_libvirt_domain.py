@@ -12,7 +12,7 @@ import time
 import uuid
 
 from bdlibvirt import (BDCTL, QEMU, LoopPV, bdctl_json, build_nested_initramfs, domain_xml,
-                       fds_on, fill_pattern, FILL_INIT, pool_xml, read_dev, sh)
+                       fds_on, fill_pattern, FILL_INIT, pool_xml, read_dev, sh, vol_path)
 
 MiB = 1 << 20
 
@@ -46,6 +46,7 @@ def test_a_vm_runs_on_its_lv_pauses_on_a_full_pool_and_goes_on_when_it_grows(
         patched("vol-create-as", name, "vm/disk.img", "32M")
         dev = bdctl_json("info", f"{name}:/vm/disk.img")["device"]
         dm = os.stat(dev).st_rdev
+        assert os.stat(vol_path(patched, name, "vm/disk.img")).st_rdev == dm  # libvirt's path
         disk = bdctl_json("domain-disk", f"{name}:/vm/disk.img", "--pool", name)["xml"]
         assert "type=\"volume\"" in disk and "error_policy=\"stop\"" in disk, disk
         os.makedirs(images, exist_ok=True)
@@ -91,6 +92,7 @@ def test_a_vm_runs_on_its_lv_pauses_on_a_full_pool_and_goes_on_when_it_grows(
             assert time.monotonic() < deadline, open(serial, errors="replace").read()[-3000:]
             time.sleep(2)
         console = open(serial, errors="replace").read()
+        assert f"BD-E2E-SIZE {32 * MiB}" in console, console[-3000:]     # the whole volume
         assert "BD-E2E-DD 0" in console, console[-3000:]                 # the guest saw no error
         want = hashlib.sha256(fill_pattern(mib)).hexdigest()
         assert f"BD-E2E-SHA256 {want}" in console, console[-3000:]     # and read it back
