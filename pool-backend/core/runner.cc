@@ -302,7 +302,15 @@ bool read_available(int fd, std::string& sink) {
 std::optional<std::string> lvm_shell_line(const Argv& argv) {
     if (argv.empty() || argv.size() > kShellMaxWords) return std::nullopt;
     std::string line;
-    for (const std::string& arg : argv) {
+    bool options = true;  // before "--"
+    for (size_t i = 0; i < argv.size(); ++i) {
+        const std::string& arg = argv[i];
+        if (arg == "--") options = false;
+        if (options && arg == "--reportformat") {
+            if (i + 1 == argv.size() || argv[i + 1] != "json") return std::nullopt;
+            ++i;
+            continue;
+        }
         for (unsigned char c : arg)
             if (c < 0x20 || c > 0x7e) return std::nullopt;
         std::string word;

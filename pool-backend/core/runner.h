@@ -78,6 +78,9 @@ private:
 
 /// The line the lvm shell splits back into argv, or nothing when argv cannot
 /// be written as one (a quote of each kind, a non-printable byte, too many words).
+/// `--reportformat json` is left out: the shell's lvmdbusd profile already
+/// reports in JSON, and LVM 2.03.31 refuses the option in the shell (2.03.16
+/// took it). Any other --reportformat keeps the command out of the shell.
 std::optional<std::string> lvm_shell_line(const Argv& argv);
 
 /// A command's status in the shell's log report: {success, LVM's return code}.

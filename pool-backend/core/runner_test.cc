@@ -55,6 +55,13 @@ TEST(LvmShellLine, QuotesWhatTheShellWouldSplitAndRefusesWhatItCannotCarry) {
     EXPECT_FALSE(lvm_shell_line({"lvs", "\xc3\xa9"}));
     EXPECT_FALSE(lvm_shell_line(Argv(64, "x")));           // lvm_split's limit
     EXPECT_TRUE(lvm_shell_line(Argv(63, "x")));
+    // JSON comes from the shell's profile; LVM 2.03.31 refuses the option there.
+    EXPECT_EQ(*lvm_shell_line({"vgs", "--reportformat", "json", "--units", "b", "--", "vg"}),
+              "vgs --units b -- vg");
+    EXPECT_FALSE(lvm_shell_line({"vgs", "--reportformat", "basic"}));
+    EXPECT_FALSE(lvm_shell_line({"vgs", "--reportformat"}));
+    EXPECT_EQ(*lvm_shell_line({"lvs", "--", "--reportformat", "json"}),
+              "lvs -- --reportformat json");  // names stay names
 }
 
 // Documents as lvm 2.03.16 prints them with lvmdbusd's profile (captured in the guest).
