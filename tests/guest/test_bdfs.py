@@ -171,6 +171,33 @@ def test_symlink_is_a_read_only_snapshot(mnt, d):
     assert sorted(os.listdir(mnt.p(d))) == ["a", "snaps"]
 
 
+def copy_as_cp_sparse_never(src, dst):
+    """The calls `cp --sparse=never` of coreutils 9.1 (Debian 12) makes for a
+    sparse source on bdfs: SEEK_DATA and SEEK_HOLE, copy_file_range of the
+    data between them, then zeros written in 128 KiB blocks up to the size. coreutils 9.7 (Debian 13)
+    reads and writes every block instead (no copy offload under
+    --sparse=never, seen with strace), so this makes 9.1's calls itself, on
+    both releases, and the tests also run the installed cp."""
+    fin = os.open(src, os.O_RDONLY)
+    fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        size = os.fstat(fin).st_size
+        # bdfs reports one data extent, from 0 to where dm-thin's mappings end.
+        assert os.lseek(fin, 0, os.SEEK_DATA) == 0
+        data = os.lseek(fin, 0, os.SEEK_HOLE)
+        done = 0
+        while done < data:
+            n = os.copy_file_range(fin, fout, data - done, done, done)
+            assert n > 0, f"copy_file_range returned {n} at {done} of {data}"
+            done += n
+        zeros = bytes(128 * 1024)
+        while done < size:
+            done += os.pwrite(fout, zeros[:min(len(zeros), size - done)], done)
+    finally:
+        os.close(fin)
+        os.close(fout)
+
+
 def test_cp_of_a_whole_file_is_an_instant_clone(mnt, d):
     # A fully written file: cp uses copy_file_range for all of it.
     mnt.run(f"truncate -s 16M {d}/full")
@@ -178,15 +205,27 @@ def test_cp_of_a_whole_file_is_an_instant_clone(mnt, d):
     mnt.run(f"cp {d}/full {d}/copy")
     assert lv_origin(mnt.bd, f"{d}/copy") == lv_of(mnt.bd, f"{d}/full")
     assert sha(mnt.p(d, "copy")) == digest
-    # A sparse source: cp --sparse=never hands over the data up to SEEK_HOLE,
-    # which clones it, and writes the rest as zeros, which bdfs does not
-    # store: the clone maps what its origin maps.
+    # A sparse source: cp --sparse=never (9.1) hands over the data up to
+    # SEEK_HOLE, which clones it, and writes the rest as zeros, which bdfs
+    # does not store: the clone maps what its origin maps.
     mnt.run(f"truncate -s 64M {d}/sparse")
     write(mnt.p(d, "sparse"), b"x" * 4096, 8 * MiB)
-    mnt.run(f"cp --sparse=never {d}/sparse {d}/sparse-copy")
+    copy_as_cp_sparse_never(mnt.p(d, "sparse"), mnt.p(d, "sparse-copy"))
     assert lv_origin(mnt.bd, f"{d}/sparse-copy") == lv_of(mnt.bd, f"{d}/sparse")
     assert sha(mnt.p(d, "sparse-copy")) == sha(mnt.p(d, "sparse"))
     assert os.stat(mnt.p(d, "sparse-copy")).st_blocks == os.stat(mnt.p(d, "sparse")).st_blocks
+    # The installed cp, however it copies, copies the data. Debian 13's writes
+    # every block, zeros too, and never truncates: bdfs grows such a writer in
+    # 32 MiB steps, so that copy ends in zeros past the source's size (the LV
+    # is the file's size: fuse-view/README.md, "create and size").
+    mnt.run(f"cp --sparse=never {d}/sparse {d}/sparse-cp")
+    with open(mnt.p(d, "sparse"), "rb") as f:
+        want = f.read()
+    with open(mnt.p(d, "sparse-cp"), "rb") as f:
+        got = f.read()
+    assert got[:len(want)] == want
+    assert got[len(want):] == bytes(len(got) - len(want))
+    assert len(got) - len(want) < 32 * MiB + 4 * MiB, len(got)
     # The copy is the copier's, not the source owner's.
     os.chown(mnt.p(d, "full"), 1000, 1000)
     mnt.run(f"cp {d}/full {d}/copy2")
@@ -555,7 +594,8 @@ def test_zeros_land_in_a_pool_that_does_not_zero_new_blocks(tmp_path_factory, tm
             tdata.write(b"\xff" * 4 * MiB)
             tdata.flush()
             os.fsync(tdata.fileno())
-        m.run("cp --sparse=never z.img copy.img")  # a clone, then zeros past its data
+        # A clone, then zeros past its data (what Debian 12's cp does).
+        copy_as_cp_sparse_never(m.p("z.img"), m.p("copy.img"))
         assert lv_origin(bd, "/copy.img") == lv_of(bd, "/z.img")
         write(m.p("copy.img"), b"d" * 4096, chunk + 4096)   # part of a block cp zeroed
         assert read(m.p("copy.img"), 4096, chunk) == bytes(4096)
@@ -627,13 +667,16 @@ def test_permissions_between_two_users(mnt, d):
 def test_mount_t_fuse_bdfs_via_mount_fuse3(fs_bd, tmp_path):
     where = str(tmp_path / "viamount")
     os.mkdir(where)
-    # mount.fuse3 runs `bdfs` from the standard PATH: install it there (the guest's
-    # root is a throwaway overlay).
-    if not os.path.exists("/usr/local/sbin/bdfs"):
-        os.makedirs("/usr/local/sbin", exist_ok=True)
-        os.symlink(BDFS, "/usr/local/sbin/bdfs")
-    r = subprocess.run(["mount", "-t", "fuse.bdfs", "-o", "allow_other", fs_bd.name, where],
-                       capture_output=True, text=True)
+    # mount.fuse3 runs `bdfs` from the standard PATH: install it there for this
+    # test only (test_package.py checks that the package's bdfs is the one run).
+    link = "/usr/local/sbin/bdfs"
+    os.makedirs("/usr/local/sbin", exist_ok=True)
+    os.symlink(BDFS, link)
+    try:
+        r = subprocess.run(["mount", "-t", "fuse.bdfs", "-o", "allow_other", fs_bd.name, where],
+                           capture_output=True, text=True)
+    finally:
+        os.unlink(link)
     assert r.returncode == 0, r.stderr
     try:
         assert mounted(where)

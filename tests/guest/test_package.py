@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import uuid
@@ -131,6 +132,8 @@ def test_the_package_installs_works_and_uninstalls_leaving_libvirt_as_it_was(tmp
     deb = deb_path()
     for p in PACKAGE_FILES:
         assert not os.path.lexists(p), f"{p} is there before the package is installed"
+    # mount.fuse3 finds bdfs by name: no other may be on PATH.
+    assert shutil.which("bdfs") is None, shutil.which("bdfs")
     assert sh("dpkg-query", "-W", "bd", check=False).returncode != 0
     libvirt_before = stock_libvirt_check(tmp_path, "a")
     assert "dir" in libvirt_before["backends"]
