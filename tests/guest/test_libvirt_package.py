@@ -6,7 +6,7 @@ package, libvirt-daemon-driver-storage-bd, and downloads Debian's own builds
 of the installed libvirt packages into DIR/debian/ for the way back.
 `tests/run --release DIR` runs this test in the guest of DIR's Debian
 release, with BD_LIBVIRT_DEBS=DIR and the bd package in BD_DEB. It is not
-part of the CI run: building every libvirt package takes about 11 minutes
+part of the CI run: building every libvirt package takes about 15 minutes
 here (docs/PACKAGING.md).
 
 Debian's libvirtd (/usr/sbin) is used throughout, as an administrator would.
