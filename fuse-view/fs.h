@@ -27,7 +27,7 @@ namespace bdfs {
 template <typename T>
 using Result = bd::Result<T>;
 
-/// Mount options bdfs itself understands (see docs/bdfs.1).
+/// Mount options bdfs itself understands (see docs/bdfs.8).
 struct Options {
     bool allow_shrink = false;  ///< -o allow_shrink: truncate may shrink a volume
     bool cache = true;          ///< -o nocache: one `lvs` per operation, no metadata cache

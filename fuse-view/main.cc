@@ -1,5 +1,5 @@
 // bdfs EXPORT MOUNTPOINT [-o OPTIONS] [-f]: mounts an export as a directory of
-// volume files (see docs/bdfs.1).
+// volume files (see docs/bdfs.8).
 #include <fmt/format.h>
 #include <grp.h>
 #include <pwd.h>

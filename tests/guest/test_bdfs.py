@@ -502,7 +502,7 @@ def test_odirect_fsync_punch_hole_and_zero_range(mnt, d):
     mnt.run(f"{IOTOOL} fallocate {d}/io zero-keep {2 * MiB} {MiB}")
     assert read(f, MiB, 2 * MiB) == b"\0" * MiB
     # ZERO_RANGE past the end grows the file, in the documented steps of growth past
-    # EOF (at least 32 MiB, whole extents: fuse-view/README.md, docs/bdfs.1).
+    # EOF (at least 32 MiB, whole extents: fuse-view/README.md, docs/bdfs.8).
     mnt.run(f"{IOTOOL} fallocate {d}/io zero {16 * MiB} {4 * MiB}")
     size = os.stat(f).st_size
     assert size >= 48 * MiB and size % (4 * MiB) == 0, size

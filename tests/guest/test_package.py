@@ -32,7 +32,8 @@ pytestmark = pytest.mark.serial
 SBIN_BDCTL, SBIN_BDFS = "/usr/sbin/bdctl", "/usr/sbin/bdfs"
 PACKAGE_FILES = {
     SBIN_BDCTL, SBIN_BDFS, "/usr/sbin/mount.fuse.bdfs",
-    "/usr/share/man/man8/bdctl.8.gz", "/usr/share/man/man1/bdfs.1.gz",
+    "/usr/share/man/man8/bdctl.8.gz", "/usr/share/man/man8/bdfs.8.gz",
+    "/usr/share/man/man8/mount.fuse.bdfs.8.gz",
     "/usr/lib/systemd/system/bdfs@.service",
     "/usr/share/bash-completion/completions/bdctl",
 }
