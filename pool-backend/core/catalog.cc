@@ -76,27 +76,28 @@ Volume make_volume(const LvRecord& lv, const std::string& path, bool managed) {
     return v;
 }
 
-bool name_taken(const std::set<std::string>& names, const std::string& path) {
-    return names.count(lv_name_for_path(path)) || names.count(path);
+bool name_taken(const std::set<std::string>& names, const std::string& path,
+                const ExportScope& scope) {
+    return names.count(scope.lv_name(path)) || names.count(path);
 }
 
 // Rules 0, 1 and 2 of catalog.h: the path this managed LV stands for, if any.
 std::optional<std::string> resolve_path(const LvRecord& lv, const std::set<std::string>& names,
-                                        bool& canonical) {
+                                        const ExportScope& scope, bool& canonical) {
     std::vector<std::string> paths = tag_values(lv.tags, tags::kPath);
     std::vector<std::string> staged = tag_values(lv.tags, tags::kTo);
     canonical = false;
     if (tag_value(lv.tags, tags::kTxn))
         for (const std::string& c : staged)
-            if (!name_taken(names, c)) return c;
+            if (!name_taken(names, c, scope)) return c;
     canonical = true;
     for (const std::vector<std::string>* claims : {&paths, &staged})
         for (const std::string& c : *claims)
-            if (lv_name_for_path(c) == lv.name || (c == lv.name && !starts_with(c, "_bd_")))
+            if (scope.lv_name(c) == lv.name || (c == lv.name && !starts_with(c, "_bd_")))
                 return c;
     canonical = false;
     for (const std::string& c : staged)
-        if (!name_taken(names, c)) return c;
+        if (!name_taken(names, c, scope)) return c;
     return std::nullopt;
 }
 
@@ -128,13 +129,19 @@ bool is_pool_internal(const LvRecord& lv, const std::string& thinpool) {
 
 }  // namespace
 
-Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool) {
+Catalog build_catalog(const std::vector<LvRecord>& all, const ExportScope& scope) {
+    const std::string& thinpool = scope.thinpool;
     Catalog cat;
-    cat.records = lvs;
+    // LV names are the VG's: a name another pool's LV holds is taken here too.
     std::set<std::string> names;
+    for (const LvRecord& lv : all) names.insert(lv.name);
+    std::vector<LvRecord> own;
+    for (const LvRecord& lv : all)
+        if (scope.owns(lv)) own.push_back(lv);
+    const std::vector<LvRecord>& lvs = scope.pool_only ? own : all;
+    cat.records = lvs;
     std::set<std::string> deleting_ids;
     for (const LvRecord& lv : lvs) {
-        names.insert(lv.name);
         cat.lv_names.push_back(lv.name);
         if (lv.name == thinpool) {
             cat.pool = lv;
@@ -163,7 +170,7 @@ Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinp
             continue;
         }
         bool canonical = true;
-        std::optional<std::string> path = resolve_path(lv, names, canonical);
+        std::optional<std::string> path = resolve_path(lv, names, scope, canonical);
         if (path && moved(cat.moves, *path) != *path) {
             path = moved(cat.moves, *path);
             canonical = false;  // until renamed to where the move shows it
@@ -185,7 +192,7 @@ Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinp
         }
         // Rule 7: keep the name holder (or the first) in view; freeze both.
         Volume& shown = it->second;
-        std::string name = lv_name_for_path(*path);
+        std::string name = scope.lv_name(*path);
         if (v.lv == name && shown.lv != name) std::swap(shown, v);
         shown.conflict = true;
         shown.canonical = false;

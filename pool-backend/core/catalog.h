@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "lvm_report.h"
+#include "names.h"
 
 namespace bd {
 
@@ -136,11 +137,32 @@ struct Catalog {
     /// The report's row of LV `name`, if any.
     const LvRecord* record(const std::string& name) const;
 
-    std::vector<std::string> lv_names;  ///< every LV name in the VG
-    std::vector<LvRecord> records;      ///< the report this catalog was built from
+    std::vector<std::string> lv_names;  ///< every LV name of the export (of its VG, or pool)
+    std::vector<LvRecord> records;      ///< the rows of the report this catalog was built from
 };
 
-/// Applies the rules above to one VG's LVs.
-Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool);
+/// Which LVs of a VG make an export. A VG's own export (bd.export on the VG)
+/// is every LV of its VG; a pool export (bd.export on a thin pool LV, in a VG
+/// several hosts share) is its thin pool's LVs only, and its LV names are
+/// lv_name_for_path(path, thinpool): the VG's other pools are other exports,
+/// often another host's.
+struct ExportScope {
+    std::string thinpool;
+    bool pool_only = false;
+    /// The LV name of a volume path in this export.
+    std::string lv_name(std::string_view path) const {
+        return lv_name_for_path(path, pool_only ? std::string_view(thinpool) : std::string_view());
+    }
+    /// True if the LV is this export's (its pool's, for a pool export).
+    bool owns(const LvRecord& lv) const { return !pool_only || lv.name == thinpool || lv.pool == thinpool; }
+};
+
+/// Applies the rules above to one VG's LVs, as `scope` sees them.
+Catalog build_catalog(const std::vector<LvRecord>& lvs, const ExportScope& scope);
+
+/// The same for a VG's own export, whose thin pool is `thinpool`.
+inline Catalog build_catalog(const std::vector<LvRecord>& lvs, const std::string& thinpool) {
+    return build_catalog(lvs, ExportScope{thinpool});
+}
 
 }  // namespace bd

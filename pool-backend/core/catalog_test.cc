@@ -265,4 +265,46 @@ TEST(Catalog, SnapshotLinkNamesAreFoundAsAliases) {
     EXPECT_EQ(c.find_alias("x@y@q@r")->path, "x@y/z");  // '@' in both halves
 }
 
+// A pool export of a shared VG is its thin pool's LVs and nothing else: the
+// other pools' volumes, their interrupted work (_bd_tmp, _bd_old) and their
+// foreign LVs are another host's export, never leftovers fsck would remove.
+TEST(Catalog, PoolExportSeesOnlyItsPool) {
+    ExportScope mine{"hosta", true};
+    LvRecord pa = pool(), pb = pool();
+    pa.name = "hosta";
+    pb.name = "hostb";
+    auto in = [](LvRecord lv, const std::string& p) {
+        lv.pool = p;
+        return lv;
+    };
+    auto named = [](LvRecord lv, const std::string& n) {
+        lv.name = n;
+        return lv;
+    };
+    std::vector<std::string> tags = {"bd.v=1", "bd.path=disk", "bd.id=A1"};
+    std::vector<LvRecord> rows = {
+        pa, pb,
+        in(named(thin("", tags), mine.lv_name("disk")), "hosta"),
+        in(named(thin("", {"bd.v=1", "bd.path=disk", "bd.id=B1"}),
+                 ExportScope{"hostb", true}.lv_name("disk")),
+           "hostb"),
+        in(thin("_bd_tmp.1234", {"bd.v=1", "bd.to=x", "bd.txn=1234"}), "hostb"),
+        in(thin("_bd_old.5678", {"bd.v=1", "bd.path=y", "bd.id=B2"}), "hostb"),
+        in(thin("foreignb", {}), "hostb"),
+    };
+    Catalog c = build_catalog(rows, mine);
+    ASSERT_EQ(paths(c), (Paths{"disk"}));
+    EXPECT_EQ(c.volumes[0].id, "A1");
+    EXPECT_TRUE(c.leftovers.empty());
+    ASSERT_TRUE(c.pool);
+    EXPECT_EQ(c.pool->name, "hosta");
+    EXPECT_EQ(c.lv_names, (std::vector<std::string>{"hosta", mine.lv_name("disk")}));
+    // The same rows seen as host b's export: its volume, its leftovers.
+    Catalog cb = build_catalog(rows, ExportScope{"hostb", true});
+    EXPECT_EQ(paths(cb), (Paths{"disk", "foreignb", "x*"}));  // rule 0: x, unfinished
+    EXPECT_EQ(cb.volumes[0].id, "B1");
+    ASSERT_EQ(cb.leftovers.size(), 1u);
+    EXPECT_EQ(cb.leftovers[0].lv.name, "_bd_old.5678");
+}
+
 }  // namespace bd

@@ -80,7 +80,7 @@ Result<std::vector<Volume>> Export::snapshots(const std::string& path) {
     // The figures need the lock, as every use of the metadata snapshot does;
     // a listing waits for it a few seconds, then goes without them.
     Result<ExportLock> lock =
-        held_ ? ExportLock::already_held() : ExportLock::for_vg(vg_uuid_, name_, 5);
+        held_ ? ExportLock::already_held() : ExportLock::for_key(lock_key(), name_, 5);
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
     Result<Volume> v = find_in(*cat, path);
@@ -111,7 +111,7 @@ Result<VolumeDelta> Export::diff(const VolumeRef& ref, const std::string& from,
     // found under the lock is then never another bd's work in progress.
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     Result<Volume> v = find_ref(*cat, ref);
     if (!v) return tl::unexpected(v.error());
@@ -171,7 +171,7 @@ Result<VolumeDelta> Export::diff(const VolumeRef& ref, const std::string& from,
 Result<std::vector<DeltaRange>> Export::mapped_ranges(const Volume& snap) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     const LvRecord* r = cat->record(snap.lv);
     if (!r || r->segtype != "thin" || r->pool != thinpool_ || r->thin_id == 0)

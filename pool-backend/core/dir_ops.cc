@@ -42,7 +42,7 @@ Result<DirAttrs> Export::set_dir_attrs(const std::string& path, const DirAttrCha
         return fail(EINVAL, fmt::format("invalid mode {:o} for directory \"{}\"", *change.mode, norm));
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     if (cat->find(norm) || !is_directory(*cat, norm))
         return fail(ENOENT, fmt::format("directory \"{}\" not found in export \"{}\"", norm, name_));
@@ -85,7 +85,7 @@ Result<void> Export::make_dir(const std::string& path, std::optional<DirAttrs> a
         if (Result<std::string> a = dir_attrs_tag(*norm, *attrs); a) edit.add.push_back(*a);
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     if (cat->find(*norm) || is_directory(*cat, *norm))
         return fail(EEXIST, fmt::format("\"{}\" already exists in export \"{}\"", *norm, name_));
@@ -104,7 +104,7 @@ Result<void> Export::remove_dir(const std::string& path) {
     if (!norm) return tl::unexpected(norm.error());
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     if (cat->find(*norm))
         return fail(ENOTDIR, fmt::format("\"{}\" in export \"{}\" is a volume, not a directory",
@@ -142,7 +142,7 @@ Result<void> Export::rename_dir(const std::string& src, const std::string& dst, 
     {
         Result<ExportLock> lock = lock_for_change();
         if (!lock) return tl::unexpected(lock.error());
-        Result<Catalog> cat = scan();
+        Result<Catalog> cat = scan_owned();
         if (!cat) return tl::unexpected(cat.error());
         if (Result<void> ok = check_dir_move(*cat, *from, *to, who); !ok) return ok;
         Result<TagEdit> edit = dir_move_edit(*cat, *from, *to);
@@ -234,7 +234,7 @@ Result<void> Export::finish_moves() {
     for (bool first = true;; first = false) {
         Result<ExportLock> lock = lock_for_change();
         if (!lock) return tl::unexpected(lock.error());
-        Result<Catalog> cat = scan();
+        Result<Catalog> cat = scan_owned();
         if (!cat) return tl::unexpected(cat.error());
         // The moved paths at once; then each volume's link follows its rename.
         if (first || cat->moves.empty()) retree(*cat);
@@ -247,7 +247,7 @@ Result<void> Export::finish_moves() {
         if (next) {
             if (Result<void> ok = canonicalize(*next, *cat, nullptr); !ok) return ok;
             (void)shown(find_in(*cat, next->path).map([&](Volume v) {
-                v.lv = lv_name_for_path(v.path);  // the name canonicalize gave it
+                v.lv = lv_name(v.path);  // the name canonicalize gave it
                 return v;
             }));
             continue;

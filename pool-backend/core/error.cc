@@ -18,6 +18,7 @@ constexpr ErrnoInfo kErrnoTable[] = {
     {EPERM, "EPERM", 1},       {EISDIR, "EISDIR", 4},    {ENOTDIR, "ENOTDIR", 4},
     {EIO, "EIO", 1},             {EOVERFLOW, "EOVERFLOW", 2}, {ESTALE, "ESTALE", 1},
     {EACCES, "EACCES", 1},       {ERANGE, "ERANGE", 2},      {EBADMSG, "EBADMSG", 10},
+    {EREMOTE, "EREMOTE", 11},
 };
 
 const ErrnoInfo* find(int code) {

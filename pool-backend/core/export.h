@@ -28,6 +28,16 @@ constexpr int kDefaultThreshold = 90;
 /// Settings and live state of one export.
 struct ExportInfo {
     std::string name, vg, thinpool;
+    /// A pool export of a VG several hosts share (docs/ARCHITECTURE.md,
+    /// "Several hosts"): its lock type, the host id meant to serve it
+    /// (bd.owner), and whether this host holds its thin pool now.
+    bool shared = false;
+    std::string lock_type;
+    std::string owner;
+    bool owned = true;
+    /// The thin pool is active here without its lock from lvmlockd: left by
+    /// an LVM command lvmlockd refused (lvcreate in another host's pool).
+    bool stale = false;
     int threshold = kDefaultThreshold;
     uint64_t size = 0, allocated = 0, chunk_size = 0, extent_size = 0, vg_free = 0;
     double data_percent = 0, metadata_percent = 0;
@@ -38,8 +48,10 @@ struct ExportInfo {
 
 /// How to make an export (bdctl export create).
 struct ExportSpec {
-    std::string name, vg, thinpool = "pool";
+    std::string name, vg;
+    std::string thinpool;          ///< default "pool"; a shared VG's export's pool is its name
     std::vector<std::string> pvs;  ///< create the VG on these devices
+    bool shared = false;           ///< a pool export of a shared VG (made `vgcreate --shared`)
     uint64_t size = 0;             ///< thin pool size, or...
     std::string extents;           ///< ...an extent spec ("100%FREE"); default 90%FREE
     int threshold = kDefaultThreshold;
@@ -130,6 +142,18 @@ using Warn = std::function<void(const std::string&)>;
 /// `lvs` of its own after the change.
 using ScanObserver = std::function<std::function<void(const Catalog&)>()>;
 
+/// What `bdctl export takeover` did.
+struct Takeover {
+    std::string previous_owner;  ///< bd.owner before ("" if none was recorded)
+    double waited_s = 0;         ///< until lvmlockd granted the thin pool
+    double total_s = 0;          ///< the whole takeover: wait, fsck, activation
+    std::vector<Repair> repairs;
+    std::vector<std::string> activated;
+};
+
+/// Reports a takeover's wait: seconds so far, and what LVM last said.
+using TakeoverProgress = std::function<void(double waited_s, const std::string& why)>;
+
 /// What a caller means to do with an export it opens.
 enum class Access {
     kRead,    ///< each change takes the export lock for itself
@@ -153,8 +177,15 @@ public:
     ExportInfo info_from(const Catalog& cat);
     /// Activates inactive volumes (all, or the one at `path`); returns their paths.
     Result<std::vector<std::string>> activate(const std::string& path);
-    /// Changes the fill threshold (percent) kept in the VG's tags.
+    /// Changes the fill threshold (percent) kept in the VG's tags (a pool
+    /// export's: the thin pool's).
     Result<void> set_threshold(int threshold);
+    /// A shared VG's export whose host died: waits (up to `wait_s`) until
+    /// lvmlockd grants its thin pool here, which sanlock allows only once the
+    /// old owner's lease has expired; then records this host as its owner,
+    /// finishes or undoes interrupted changes (fsck) and activates every
+    /// volume. EINVAL for an export of a local VG.
+    Result<Takeover> takeover(int wait_s, const TakeoverProgress& progress = {});
     /// Removes the export tags; with `destroy`, also every volume, the pool and the VG.
     Result<void> remove(bool force, bool destroy);
 
@@ -270,6 +301,7 @@ public:
     const std::string& thinpool() const { return thinpool_; }
     int threshold() const { return threshold_; }
     uint64_t extent_size() const { return extent_size_; }
+    bool shared() const { return per_pool_; }
     /// Where warnings go (default: none).
     void set_warn(Warn warn) { warn_ = std::move(warn); }
     /// Who is told of each scan (default: no one). The observer must outlive
@@ -281,7 +313,18 @@ public:
     const DirAttrs& default_dir() const { return default_dir_; }
 
 private:
-    Export(Runner& runner, const VgRecord& vg);
+    Export(Runner& runner, const VgRecord& vg, const LvRecord* pool = nullptr);
+    static Result<ExportInfo> create_shared(Runner& runner, const ExportSpec& spec,
+                                            const std::vector<VgRecord>& vgs);
+    ExportScope scope() const { return {thinpool_, per_pool_}; }
+    /// The LV name of a volume path here (see ExportScope).
+    std::string lv_name(std::string_view path) const { return scope().lv_name(path); }
+    /// The key of the export's lock: "vg-UUID", or "pool-UUID" for a pool export.
+    std::string lock_key() const;
+    /// scan(), for a change: a pool export must be served by this host
+    /// (EREMOTE naming the host that serves it otherwise).
+    Result<Catalog> scan_owned();
+    Result<void> check_owned(const Catalog& cat);
     Result<CommandOutput> run(const Argv& argv) { return runner_.run(argv); }
     Result<Catalog> scan_for_change(const std::vector<std::string>& paths);
     Result<void> check_space(const Catalog& cat);
@@ -356,6 +399,12 @@ private:
 
     Runner& runner_;
     std::string name_, vg_, vg_uuid_, thinpool_;
+    bool per_pool_ = false;    ///< bd.export is on the thin pool LV (a shared VG)
+    std::string pool_uuid_, owner_, lock_type_;
+    // A pool export, as the last scan() saw it: this host holds its pool's
+    // lock (serves it), or has the pool active without the lock (stale).
+    bool serving_ = true, stale_ = false;
+    Result<void> drop_stale(const Catalog& cat);
     int threshold_ = kDefaultThreshold;
     uint64_t extent_size_ = 4 << 20;
     uint64_t vg_free_ = 0;

@@ -81,11 +81,19 @@ Result<ExportLock> ExportLock::acquire(const std::string& key, const std::string
 
 Result<ExportLock> ExportLock::for_vg(const std::string& vg_uuid, const std::string& what,
                                       int timeout_s) {
+    return for_key("vg-" + vg_uuid, what, timeout_s);
+}
+
+Result<ExportLock> ExportLock::for_key(const std::string& key, const std::string& what,
+                                       int timeout_s) {
     // LVM uuids are [A-Za-z0-9-]; anything else would not be a safe file name.
-    if (vg_uuid.empty() || vg_uuid.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
-                                                     "OPQRSTUVWXYZ0123456789-") != std::string::npos)
-        return fail(EIO, fmt::format("unexpected VG uuid \"{}\" for {}", vg_uuid, what));
-    return acquire("vg-" + vg_uuid, fmt::format("export \"{}\"", what), timeout_s);
+    size_t dash = key.find('-');
+    std::string kind = key.substr(0, dash);
+    if (dash == std::string::npos || (kind != "vg" && kind != "pool") || dash + 1 == key.size() ||
+        key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+            std::string::npos)
+        return fail(EIO, fmt::format("unexpected lock key \"{}\" for {}", key, what));
+    return acquire(key, fmt::format("export \"{}\"", what), timeout_s);
 }
 
 Result<ExportLock> ExportLock::for_exports(int timeout_s) {
@@ -114,7 +122,7 @@ std::string read_export_hint(const std::string& name) {
     return n > 0 ? std::string(buf, size_t(n)) : "";
 }
 
-void write_export_hint(const std::string& name, const std::string& vg_uuid) {
+void write_export_hint(const std::string& name, const std::string& key) {
     Result<int> dir = open_run_dir();
     if (!dir) return;
     Fd d(*dir);
@@ -122,7 +130,7 @@ void write_export_hint(const std::string& name, const std::string& vg_uuid) {
     std::string tmp = hint_name(name) + ".tmp" + std::to_string(getpid());
     Fd f(openat(d.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (f.get() < 0) return;
-    bool ok = write(f.get(), vg_uuid.data(), vg_uuid.size()) == ssize_t(vg_uuid.size());
+    bool ok = write(f.get(), key.data(), key.size()) == ssize_t(key.size());
     if (ok && renameat(d.get(), tmp.c_str(), d.get(), hint_name(name).c_str()) == 0) return;
     unlinkat(d.get(), tmp.c_str(), 0);
 }

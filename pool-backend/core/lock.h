@@ -19,6 +19,10 @@ public:
     /// names the export in messages. Waits up to `timeout_s` seconds (EBUSY after).
     static Result<ExportLock> for_vg(const std::string& vg_uuid, const std::string& what,
                                      int timeout_s = 60);
+    /// The lock of one export by its key: "vg-UUID" (an export of a whole VG),
+    /// "pool-UUID" (a pool export of a shared VG, by its thin pool's uuid).
+    static Result<ExportLock> for_key(const std::string& key, const std::string& what,
+                                      int timeout_s = 60);
     /// The host's lock on the set of exports: creating one holds it.
     static Result<ExportLock> for_exports(int timeout_s = 60);
     /// A guard that holds nothing: the caller already holds the lock.
@@ -40,12 +44,13 @@ private:
 /// The runtime directory's path: $BD_RUN_DIR, or /run/bd.
 std::string run_dir_path();
 
-/// The VG uuid last seen serving export `name` ("" if none is known). A hint
-/// only: a caller locks that VG, reads, and checks the export is still there.
+/// The lock key (ExportLock::for_key) last seen serving export `name` ("" if
+/// none is known). A hint only: a caller locks it, reads, and checks the
+/// export is still there.
 std::string read_export_hint(const std::string& name);
 
-/// Records the VG uuid serving export `name` for read_export_hint.
-void write_export_hint(const std::string& name, const std::string& vg_uuid);
+/// Records the lock key serving export `name` for read_export_hint.
+void write_export_hint(const std::string& name, const std::string& key);
 
 /// A marker file RUNDIR/NAME (NAME: letters, digits, '-', '.'): what a killed
 /// process was doing, for the next holder of the lock to finish.

@@ -45,7 +45,8 @@ void add_names(Argv& argv, std::initializer_list<std::string> names) {
 
 Argv vgs_argv(const std::string& vg) {
     Argv argv = with_report_flags(
-        {"vgs", "-o", "vg_name,vg_uuid,vg_tags,vg_extent_size,vg_size,vg_free,vg_seqno"});
+        {"vgs", "-o",
+         "vg_name,vg_uuid,vg_tags,vg_extent_size,vg_size,vg_free,vg_seqno,vg_lock_type"});
     if (!vg.empty()) add_names(argv, {vg});
     return argv;
 }
@@ -55,7 +56,8 @@ Argv vgs_argv(const std::string& vg) {
 constexpr const char* kLvFields =
     "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
     "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path,lv_when_full,"
-    "thin_id,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size";
+    "thin_id,lv_active_exclusively,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,"
+    "vg_mda_size,vg_lock_type";
 
 Argv lvs_argv(const std::string& vg) {
     Argv argv = with_report_flags({"lvs", "-o", kLvFields});
@@ -65,10 +67,11 @@ Argv lvs_argv(const std::string& vg) {
 
 Argv lvs_all_argv() { return with_report_flags({"lvs", "-o", kLvFields}); }
 
-Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs) {
+Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs, bool shared) {
     // A bigger metadata area than LVM's 1 MiB default: bd keeps paths and links in
     // tags, and thousands of volumes must fit.
     Argv argv = change({"vgcreate", "--yes", "--metadatasize", "16m"});
+    if (shared) argv.push_back("--shared");
     add_names(argv, {vg});
     argv.insert(argv.end(), pvs.begin(), pvs.end());
     return argv;
@@ -144,14 +147,16 @@ Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagE
 }
 
 Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string>& lvs,
-                            bool active) {
-    Argv argv = {"lvchange", "--activate", active ? "y" : "n"};
+                            bool active, bool exclusive) {
+    Argv argv = {"lvchange", "--activate", active ? (exclusive ? "ey" : "y") : "n"};
     // Thin snapshots made outside bd carry LVM's activation-skip flag.
     if (active) argv.push_back("--ignoreactivationskip");
     argv.push_back("--");
     for (const std::string& lv : lvs) argv.push_back(vg + "/" + lv);
     return argv;
 }
+
+Argv lvmlockctl_info_argv() { return {"lvmlockctl", "--info"}; }
 
 Argv lvchange_when_full_argv(const std::string& vg, const std::string& pool, bool error) {
     Argv argv = change({"lvchange", "--errorwhenfull", error ? "y" : "n"});

@@ -28,7 +28,8 @@ Argv lvs_argv(const std::string& vg);
 /// The same for every VG, with each LV's VG fields: finds an export and reads it in one call.
 Argv lvs_all_argv();
 /// New VG on the given devices, carrying tags.
-Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs);
+Argv vgcreate_argv(const std::string& vg, const std::vector<std::string>& pvs,
+                   bool shared = false);
 /// Thin pool with `data` bytes of data and `metadata` bytes of metadata (pool_plan.h).
 Argv thinpool_create_argv(const std::string& vg, const std::string& pool, uint64_t data,
                           uint64_t metadata);
@@ -50,9 +51,13 @@ Argv lvremove_argv(const std::string& vg, const std::string& lv);
 Argv lvrename_argv(const std::string& vg, const std::string& from, const std::string& to);
 /// Adds and removes LV tags in one metadata commit.
 Argv lvchange_tags_argv(const std::string& vg, const std::string& lv, const TagEdit& edit);
-/// Activates (ignoring activation skip) or deactivates LVs of one VG in one command.
+/// Activates (ignoring activation skip) or deactivates LVs of one VG in one
+/// command; `exclusive` activates them exclusively (in a shared VG: only
+/// while lvmlockd grants their lock to this host).
 Argv lvchange_activate_argv(const std::string& vg, const std::vector<std::string>& lvs,
-                            bool active);
+                            bool active, bool exclusive = false);
+/// lvmlockd's locks on this host (a query).
+Argv lvmlockctl_info_argv();
 /// Makes a thin pool fail writes when full (`error`) or queue them.
 Argv lvchange_when_full_argv(const std::string& vg, const std::string& pool, bool error);
 /// Sets an LV's new size in bytes; shrinking needs `allow_shrink`.

@@ -128,6 +128,9 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.dm_path = field(row, "lv_dm_path");
         lv.when_full = field(row, "lv_when_full");
         lv.thin_id = number(row, "thin_id");
+        // Binary fields print their own name when true ("active exclusively").
+        std::string exclusive = field(row, "lv_active_exclusively");
+        lv.active_exclusively = !exclusive.empty() && exclusive != "0";
         lv.vg_name = field(row, "vg_name");
         lv.vg_uuid = field(row, "vg_uuid");
         lv.vg_tags = split_tags(field(row, "vg_tags"));
@@ -135,6 +138,7 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.vg_free = number(row, "vg_free");
         lv.vg_mda_free = number(row, "vg_mda_free");
         lv.vg_mda_size = number(row, "vg_mda_size");
+        lv.vg_lock_type = field(row, "vg_lock_type");
         out.push_back(std::move(lv));
     });
     if (!read) return tl::unexpected(read.error());
@@ -154,10 +158,46 @@ Result<std::vector<VgRecord>> parse_vgs(std::string_view text) {
         vg.size = number(row, "vg_size");
         vg.free = number(row, "vg_free");
         vg.seqno = number(row, "vg_seqno");
+        vg.lock_type = field(row, "vg_lock_type");
         out.push_back(std::move(vg));
     });
     if (!read) return tl::unexpected(read.error());
     return out;
+}
+
+// Sample (lvmlockctl --info, lvm2 2.03.16: daemons/lvmlockd/lvmlockctl.c):
+//   VG bdvg lock_type=sanlock 2OgY63-DHGx-amXx-nhvc-yDpF-jMoL-3rWTka
+//   LS sanlock lvm_bdvg
+//   LK VG un ver 7
+//   LK LV ex Oet54F-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew
+bool holds_lv_lock(std::string_view info, std::string_view vg, std::string_view lv_uuid) {
+    auto bare = [](std::string_view s) {
+        std::string out;
+        for (char c : s)
+            if (c != '-') out += c;
+        return out;
+    };
+    const std::string want = bare(lv_uuid);
+    bool in_vg = false;
+    size_t start = 0;
+    while (start < info.size()) {
+        size_t end = info.find('\n', start);
+        if (end == std::string_view::npos) end = info.size();
+        std::string_view line = info.substr(start, end - start);
+        start = end + 1;
+        std::vector<std::string_view> words;
+        for (size_t i = 0; i < line.size();) {
+            size_t j = line.find(' ', i);
+            if (j == std::string_view::npos) j = line.size();
+            if (j > i) words.push_back(line.substr(i, j - i));
+            i = j + 1;
+        }
+        if (words.size() >= 2 && words[0] == "VG") in_vg = words[1] == vg;
+        if (in_vg && words.size() == 4 && words[0] == "LK" && words[1] == "LV" &&
+            words[2] == "ex" && !want.empty() && bare(words[3]) == want)
+            return true;
+    }
+    return false;
 }
 
 // Sample (lvmconfig --type full backup/backup backup/backup_dir):

@@ -31,11 +31,15 @@ struct LvRecord {
     std::string dm_path;    ///< /dev/mapper/VG-LV
     std::string when_full;  ///< thin pools: "error" or "queue" (lv_when_full)
     uint64_t thin_id = 0;   ///< thin LVs: the pool's device id (thin_id), 0 for others
+    /// Active here and held exclusively (lv_active_exclusively). In a shared
+    /// VG this is what only the host holding the LV's lock from lvmlockd sees.
+    bool active_exclusively = false;
     // The LV's VG, on every row.
     std::string vg_name, vg_uuid;
     std::vector<std::string> vg_tags;
     uint64_t vg_extent_size = 0, vg_free = 0;
     uint64_t vg_mda_free = 0, vg_mda_size = 0;  ///< room left for metadata, and the area
+    std::string vg_lock_type;  ///< "sanlock", "dlm", "idm": a VG hosts share; "" a local one
 };
 
 /// One row of `vgs`.
@@ -47,6 +51,7 @@ struct VgRecord {
     uint64_t size = 0;
     uint64_t free = 0;
     uint64_t seqno = 0;
+    std::string lock_type;  ///< vg_lock_type: "" for a local VG
 };
 
 /// Parses `lvs --reportformat json` output.
@@ -57,6 +62,11 @@ Result<std::vector<VgRecord>> parse_vgs(std::string_view json);
 
 /// Parses `lvmconfig` output ("name=value" lines; quoted strings unquoted) by name.
 std::map<std::string, std::string> parse_lvmconfig(std::string_view text);
+
+/// True if `lvmlockctl --info` shows that this host holds the exclusive lock
+/// of LV `lv_uuid` of VG `vg` ("LK LV ex UUID" in the VG's section). Dashes
+/// in uuids are ignored.
+bool holds_lv_lock(std::string_view info, std::string_view vg, std::string_view lv_uuid);
 
 /// Value of the first "key=..." tag (unescaped), if any.
 std::optional<std::string> tag_value(const std::vector<std::string>& tags, std::string_view key);

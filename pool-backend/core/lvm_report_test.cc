@@ -108,4 +108,38 @@ TEST(ThinPoolStatus, RealLine) {
 
 TEST(DmName, DoublesDashes) { EXPECT_EQ(dm_name("my-vg", "a-b"), "my--vg-a--b"); }
 
+// A shared VG's report (tests/data/lvm/lvs-shared.json, captured in two test
+// guests sharing one disk): the lock type, and which LVs are active here.
+TEST(ParseLvs, SharedVgReport) {
+    Result<std::vector<LvRecord>> lvs = parse_lvs(slurp("lvs-shared.json"));
+    ASSERT_TRUE(lvs) << lvs.error().message;
+    const LvRecord& pool = by_name(*lvs, "poolA");
+    EXPECT_EQ(pool.vg_lock_type, "sanlock");
+    EXPECT_TRUE(pool.active && pool.active_exclusively);
+    const LvRecord& other = by_name(*lvs, "poolB");  // another host's pool
+    EXPECT_FALSE(other.active || other.active_exclusively);
+    EXPECT_EQ(other.vg_lock_type, "sanlock");
+}
+
+// Which host serves a pool is lvmlockd's answer, not the pool's activation.
+TEST(LvmlockctlInfo, HoldsTheExclusiveLockOfOneLvOfOneVg) {
+    const std::string info =
+        "VG bdvg lock_type=sanlock 2OgY63-DHGx-amXx-nhvc-yDpF-jMoL-3rWTka\n"
+        "LS sanlock lvm_bdvg\n"
+        "LK VG un ver 7\n"
+        "LK LV ex Oet54F-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew\n"
+        "LK LV sh Abcdef-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew\n"
+        "\n"
+        "VG other lock_type=sanlock Xyz\n"
+        "LK LV ex Zzzzzz-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew\n";
+    EXPECT_TRUE(holds_lv_lock(info, "bdvg", "Oet54F-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew"));
+    EXPECT_TRUE(holds_lv_lock(info, "bdvg", "Oet54FcmU0sNKh7wwhKLH63dM3zVtiew"));
+    EXPECT_FALSE(holds_lv_lock(info, "bdvg", "Abcdef-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew"));  // shared
+    EXPECT_FALSE(holds_lv_lock(info, "bdvg", "Zzzzzz-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew"));  // other VG
+    EXPECT_FALSE(holds_lv_lock(info, "other", "Oet54F-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew"));
+    EXPECT_FALSE(holds_lv_lock("", "bdvg", "Oet54F-cmU0-sNKh-7wwh-KLH6-3dM3-zVtiew"));
+    EXPECT_FALSE(holds_lv_lock(info, "bdvg", ""));
+}
+
 }  // namespace bd
+

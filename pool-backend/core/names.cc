@@ -77,7 +77,7 @@ uint64_t fnv1a64(std::string_view s) {
     return h;
 }
 
-std::string lv_name_for_path(std::string_view path) {
+std::string lv_name_for_path(std::string_view path, std::string_view scope) {
     std::string slug;
     for (unsigned char c : path) {
         if (slug.size() >= kMaxSlugLength) break;
@@ -87,7 +87,10 @@ std::string lv_name_for_path(std::string_view path) {
     if (slug.empty() || !std::isalnum(static_cast<unsigned char>(slug[0])) ||
         slug.rfind("snapshot", 0) == 0 || slug.rfind("pvmove", 0) == 0)
         slug = "v" + slug;
-    return fmt::format("{}.{:012x}", slug, fnv1a64(path) & 0xffffffffffffull);
+    // A scope and its path are hashed as "SCOPE\0PATH": no path holds a NUL.
+    uint64_t hash = scope.empty() ? fnv1a64(path)
+                                  : fnv1a64(std::string(scope) + '\0' + std::string(path));
+    return fmt::format("{}.{:012x}", slug, hash & 0xffffffffffffull);
 }
 
 std::string tag_escape(std::string_view raw) {

@@ -29,8 +29,11 @@ Result<std::string> normalize_path(std::string_view path);
 /// 64-bit FNV-1a of a string: the hash in LV names, and bdfs's directory inodes.
 uint64_t fnv1a64(std::string_view s);
 
-/// The deterministic LV name for a (normalized) volume path.
-std::string lv_name_for_path(std::string_view path);
+/// The deterministic LV name for a (normalized) volume path. `scope` is empty
+/// for an export that has its VG to itself; in a shared VG, where LV names are
+/// common to every export, it is the export's thin pool, which the hash covers
+/// (so the same path in two exports never gives one name).
+std::string lv_name_for_path(std::string_view path, std::string_view scope = {});
 
 /// Escapes arbitrary bytes into LVM's tag alphabet; '!' introduces "!XX" hex.
 std::string tag_escape(std::string_view raw);

@@ -89,6 +89,22 @@ TEST(LvName, DeterministicValidAndDistinct) {
     EXPECT_LE(lv_name_for_path(std::string(1000, 'x')).size(), kMaxSlugLength + 13);
 }
 
+// In a shared VG every export's LVs share one namespace: the scope (the
+// export's thin pool) changes the hash, and only the hash; no scope is the
+// name every existing volume has.
+TEST(LvName, ScopeSeparatesExportsOfOneVg) {
+    EXPECT_EQ(lv_name_for_path("vm/disk0.img", ""), lv_name_for_path("vm/disk0.img"));
+    EXPECT_EQ(lv_name_for_path("vm/disk0.img"), "vm+disk0.img.71661aa28361");
+    std::string a = lv_name_for_path("vm/disk0.img", "hosta");
+    std::string b = lv_name_for_path("vm/disk0.img", "hostb");
+    EXPECT_NE(a, b);
+    EXPECT_NE(a, lv_name_for_path("vm/disk0.img"));
+    EXPECT_EQ(a.rfind("vm+disk0.img.", 0), 0u);
+    EXPECT_TRUE(valid_lv_name(a));
+    // The scope and the path are not simply joined: "a" + "b/c" is not "ab" + "/c".
+    EXPECT_NE(lv_name_for_path("b/c", "a"), lv_name_for_path("/c", "ab"));
+}
+
 TEST(TagEscape, RoundTripsEveryByte) {
     std::string all;
     for (int c = 1; c < 256; ++c) all += char(c);

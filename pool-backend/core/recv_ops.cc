@@ -182,7 +182,7 @@ Result<Volume> Export::make_received_volume(const Volume& snap, const std::strin
     for (std::string& t : *tags)
         if (is_bd_tag(t, tags::kId)) t = fmt::format("{}={}", tags::kId, snap.origin_id);
     if (Result<CommandOutput> out =
-            run(thin_snapshot_argv(vg_, snap.lv, lv_name_for_path(path), false, *tags));
+            run(thin_snapshot_argv(vg_, snap.lv, lv_name(path), false, *tags));
         !out)
         return tl::unexpected(classify(out.error()));
     return find(path);
@@ -475,7 +475,7 @@ Result<ReceiveResult> Export::receive(const VolumeRef& ref, StreamReader& stream
     Result<std::vector<std::string>> tags = snap_tags(*again);
     if (!tags) return abandon(tags.error());
     if (Result<CommandOutput> out =
-            run(thin_snapshot_argv(vg_, tmp, lv_name_for_path(plan.snap_path), true, *tags));
+            run(thin_snapshot_argv(vg_, tmp, lv_name(plan.snap_path), true, *tags));
         !out)
         return abandon(classify(out.error()));
     // 4. Tidying, still under the lock. The receive has committed: what

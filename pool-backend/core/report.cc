@@ -50,10 +50,11 @@ json to_json(const Volume& v, const Export& ex) {
 }
 
 json to_json(const ExportInfo& info) {
-    return {{"name", info.name},
+    json j = {{"name", info.name},
             {"vg", info.vg},
             {"thinpool", info.thinpool},
-            {"tree", tree_root("/dev", info.vg)},
+            {"tree", tree_root("/dev", info.shared ? info.vg + "@" + info.thinpool : info.vg)},
+            {"shared", info.shared},
             {"threshold", info.threshold},
             {"size", info.size},
             {"allocated", info.allocated},
@@ -68,6 +69,13 @@ json to_json(const ExportInfo& info) {
             {"when_full", info.when_full},
             {"metadata_area", info.metadata_area},
             {"metadata_area_free", info.metadata_area_free}};
+    if (info.shared) {
+        j["lock_type"] = info.lock_type;
+        j["owner"] = info.owner;
+        j["owned"] = info.owned;
+        j["stale"] = info.stale;
+    }
+    return j;
 }
 
 json to_json(const Error& e) {

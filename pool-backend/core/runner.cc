@@ -122,6 +122,7 @@ const char* package_of(const std::string& program) {
         return "thin-provisioning-tools";
     if (program == "dmsetup") return "dmsetup";
     if (program == "qemu-img") return "qemu-utils";
+    if (program == "lvmlockctl") return "lvm2-lockd";
     return "lvm2";
 }
 
@@ -131,7 +132,8 @@ bool is_query(const Argv& argv) {
     const std::string& c = argv[0];
     return c == "lvs" || c == "vgs" || c == "lvmconfig" || c == "thin_delta" || c == "thin_ls" ||
            c == "thin_dump" ||
-           (c == "dmsetup" && argv.size() > 1 && argv[1] == "status");
+           (c == "dmsetup" && argv.size() > 1 && argv[1] == "status") ||
+           (c == "lvmlockctl" && argv.size() > 1 && argv[1] == "--info");
 }
 
 // Fault injection for the crash tests: BD_FAULT_KILL_AFTER=N sends SIGKILL to

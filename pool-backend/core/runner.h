@@ -28,6 +28,9 @@ public:
     /// Whether the commands reach the host's real LVM and device-mapper (false
     /// for the unit tests' fake: no process may then act on the host's devices).
     virtual bool real() const { return true; }
+    /// From now on, every LVM command runs in a process of its own (a VG
+    /// several hosts share: see LvmShellRunner). Nothing for other runners.
+    virtual void one_process_per_command() {}
 };
 
 /// fork/exec via posix_spawnp with captured output. BD_TRACE=1 prints each argv.
@@ -66,6 +69,19 @@ private:
     Result<std::string> read_document(std::string& errors, Outcome& how);
     bool start();
     void stop();
+
+public:
+    /// Ends the shell; later commands run one process each. In a VG several
+    /// hosts share (lvmlockd), two hosts' bdctl runs interleaving their
+    /// commands lost an LV another host had just made when each ran in one
+    /// lvm shell (LVM 2.03.16, tests/cluster); LVM's own commands, one process
+    /// each, take the VG's lock and read it afresh.
+    void one_process_per_command() override {
+        stop();
+        unusable_ = true;
+    }
+
+private:
 
     Argv shell_argv_;
     SystemRunner spawn_;

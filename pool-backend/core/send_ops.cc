@@ -79,7 +79,7 @@ Result<SendResult> Export::send(const VolumeRef& ref, const SendSpec& spec, cons
                                 const Progress& progress, const Actor& who) {
     if (spec.incremental && !spec.from.empty())
         return fail(EINVAL, "give --from or --incremental, not both");
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     Result<Volume> v = find_ref(*cat, ref);
     if (!v) return tl::unexpected(v.error());

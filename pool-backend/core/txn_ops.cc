@@ -81,7 +81,7 @@ Result<void> Export::check_closed(const Volume& v) {
 // Every step keeps the volume where it is: its path is claimed (staged
 // first, if a directory move is what shows it there) before the LV is renamed.
 Result<void> Export::canonicalize(const Volume& v, const Catalog& cat, std::vector<Repair>* log) {
-    std::string lv = v.lv, want = lv_name_for_path(v.path);
+    std::string lv = v.lv, want = lv_name(v.path);
     std::string txn;
     for (const std::string& t : v.raw_tags)
         if (is_bd_tag(t, tags::kTxn)) txn = t.substr(std::string(tags::kTxn).size() + 1);
@@ -183,7 +183,7 @@ Result<std::string> Export::retire(const Volume& old, const std::string& txn, in
 // After a commit, the rest is tidying: fsck would finish it, so a failure is a
 // warning and the operation has succeeded.
 Result<Volume> Export::settle(const std::string& path, const char* op) {
-    Result<Catalog> after = scan();
+    Result<Catalog> after = scan_owned();
     if (!after) return tl::unexpected(after.error());
     Result<Volume> v = find_in(*after, path);
     if (!v) return v;
@@ -279,7 +279,7 @@ Result<Volume> Export::rename(const VolumeRef& src, const std::string& dst, cons
     if (Result<void> r = ok_or(run(lvchange_tags_argv(vg_, v->lv, {{*to}, {}}))); !r)
         return tl::unexpected(r.error());
     // 2. Commit: a managed LV changes name; a foreign one becomes managed.
-    Argv commit = v->managed ? lvrename_argv(vg_, v->lv, lv_name_for_path(dst))
+    Argv commit = v->managed ? lvrename_argv(vg_, v->lv, lv_name(dst))
                              : lvchange_tags_argv(vg_, v->lv,
                                                   {{"bd.v=1", fmt::format("{}={}", tags::kId, v->id)}, {}});
     if (Result<void> r = ok_or(run(commit)); !r) {
@@ -407,7 +407,7 @@ Result<std::string> Export::hide(const VolumeRef& path, int held) {
 Result<Fd> Export::open_to_empty(const VolumeRef& ref, int held) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     Result<Volume> v = find_ref(*cat, ref);
     if (!v) return tl::unexpected(v.error());
@@ -424,7 +424,7 @@ Result<Fd> Export::open_to_empty(const VolumeRef& ref, int held) {
 Result<void> Export::reap(const std::string& lv) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     for (const std::string& name : cat->lv_names) {
         if (name.rfind(kOldPrefix, 0) != 0 || (!lv.empty() && name != lv) || is_open(name))
@@ -474,7 +474,7 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     auto held = hold_lock(*lock);  // for the repairs that are whole operations (rollback)
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return tl::unexpected(cat.error());
     std::vector<Repair> log;
     // Committed operations are finished first (directory moves included), so
@@ -493,7 +493,7 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
         }
     }
     if (!dry_run) {
-        cat = scan();
+        cat = scan_owned();
         if (!cat) return tl::unexpected(cat.error());
         TagEdit done;
         for (const DirMove& m : cat->moves) {
@@ -546,7 +546,7 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
             received.push_back(v.id);
     if (!received.empty()) {
         for (const std::string& id : received) {
-            if (!dry_run) cat = scan();
+            if (!dry_run) cat = scan_owned();
             if (!cat) return tl::unexpected(cat.error());
             const Volume* s = cat->find_id(id);
             if (!s) continue;
@@ -554,7 +554,7 @@ Result<std::vector<Repair>> Export::fsck(bool dry_run) {
             if (!r) return tl::unexpected(r.error());
             log.push_back(*r);
         }
-        if (!dry_run) cat = scan();
+        if (!dry_run) cat = scan_owned();
         if (!cat) return tl::unexpected(cat.error());
     }
     // A metadata snapshot a killed bd left held would tax every write to the

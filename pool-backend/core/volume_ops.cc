@@ -99,7 +99,10 @@ Result<Volume> Export::find(const std::string& path) {
     return find_in(*cat, path);
 }
 
-std::string Export::tree() const { return tree_root(dev_dir_, vg_); }
+// A pool export's tree is VG@POOL: '@' is in no LVM name, so it never meets a VG's.
+std::string Export::tree() const {
+    return tree_root(dev_dir_, per_pool_ ? vg_ + "@" + thinpool_ : vg_);
+}
 
 Result<Volume> Export::shown(Result<Volume> v) {
     if (!v) return v;
@@ -128,12 +131,16 @@ std::map<std::string, std::string> links_of(const Catalog& cat, const Export& ex
 }  // namespace
 
 void Export::retree(const Catalog& cat) {
+    // Another host's pool export: its LVs are not active here, and a link
+    // would dangle. Its owner keeps its tree, in its own /dev.
+    if (per_pool_ && !serving_) return;
     if (Result<size_t> r = VolumeTree(tree()).sync(links_of(cat, *this)); !r && warn_)
         warn_(fmt::format("the volume tree {} of export \"{}\" is out of date ({})", tree(),
                           name_, r.error().message));
 }
 
 Result<void> Export::repair_tree(const Catalog& seen) {
+    if (per_pool_ && !serving_) return {};
     // The common case reads only: the tree already shows what was seen.
     Result<bool> same = VolumeTree(tree()).matches(links_of(seen, *this));
     trace("volume tree checked");
@@ -142,7 +149,7 @@ Result<void> Export::repair_tree(const Catalog& seen) {
     // itself. Under the lock the report is read again, as a change may have
     // committed since `seen`.
     Result<ExportLock> lock = held_ ? ExportLock::already_held()
-                                    : ExportLock::for_vg(vg_uuid_, name_, 0);
+                                    : ExportLock::for_key(lock_key(), name_, 0);
     if (!lock) return {};
     Result<Catalog> cat = scan();
     if (!cat) return tl::unexpected(cat.error());
@@ -158,7 +165,7 @@ Result<void> Export::repair_tree(const Catalog& seen) {
 // now, as fsck would: the move has committed, and may have no one left to
 // finish it.
 Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     if (!cat) return cat;
     bool finished = false;
     for (const std::string& p : paths) {
@@ -172,7 +179,7 @@ Result<Catalog> Export::scan_for_change(const std::vector<std::string>& paths) {
         if (Result<void> r = canonicalize(*v, *cat, nullptr); !r) return tl::unexpected(r.error());
         finished = true;
     }
-    if (finished) cat = scan();
+    if (finished) cat = scan_owned();
     if (!cat) return cat;
     // The tree as this report shows the export: whatever a process killed
     // between a commit and its link left behind is put right here.
@@ -247,10 +254,10 @@ Result<void> Export::check_free(const Catalog& cat, const std::string& path) {
         return fail(EISDIR, fmt::format("\"{}\" is a directory in export \"{}\"; choose another "
                                         "path",
                                         path, name_));
-    if (cat.has_lv(lv_name_for_path(path)))
+    if (cat.has_lv(lv_name(path)))
         return fail(EEXIST, fmt::format("LV \"{}/{}\" for path \"{}\" already exists but is not a "
                                         "volume; run `bdctl fsck {}`",
-                                        vg_, lv_name_for_path(path), path, name_));
+                                        vg_, lv_name(path), path, name_));
     return check_not_alias(cat, path);
 }
 
@@ -367,7 +374,7 @@ Result<Volume> Export::made(const Catalog& before, LvRecord lv, const std::strin
     lv.dm_path = "/dev/mapper/" + dm_name(vg_, lv.name);
     std::vector<LvRecord> rows = before.records;
     rows.push_back(std::move(lv));
-    return find_in(build_catalog(rows, thinpool_), path);
+    return find_in(build_catalog(rows, scope()), path);
 }
 
 namespace {
@@ -396,6 +403,11 @@ Result<Volume> Export::create_volume(const NewVolume& spec, const Actor& who) {
                                         spec.format, spec.path));
     if (spec.attrs.mode && *spec.attrs.mode > 07777)
         return fail(EINVAL, fmt::format("invalid mode {:o} for \"{}\"", *spec.attrs.mode, spec.path));
+    // A thick LV would lie outside the thin pool that is this export.
+    if (spec.thick && per_pool_)
+        return fail(EINVAL, fmt::format("export \"{}\" is a thin pool of shared VG \"{}\": its "
+                                        "volumes are thin; drop --thick for \"{}\"",
+                                        name_, vg_, spec.path));
     Result<ExportLock> lock = lock_for_change();
     if (!lock) return tl::unexpected(lock.error());
     Result<Catalog> cat = scan_for_change({spec.path});
@@ -421,7 +433,7 @@ Result<Volume> Export::create_volume(const NewVolume& spec, const Actor& who) {
         tags->push_back(id_tag(tags::kVirtualSize, std::to_string(*capacity)));
         return shown(make_formatted(*cat, spec, *bytes, std::move(*tags)));
     }
-    std::string lv = lv_name_for_path(spec.path);
+    std::string lv = lv_name(spec.path);
     // One lvcreate carries every tag: the volume appears whole or not at all.
     Argv argv = spec.thick ? linear_create_argv(vg_, lv, *bytes, *tags)
                            : thin_create_argv(vg_, thinpool_, lv, *bytes, *tags);
@@ -443,7 +455,7 @@ Result<Volume> Export::make_formatted(const Catalog& cat, const NewVolume& spec,
     Result<CommandOutput> done =
         run(qemu_img_create_argv(device_of(tmp), spec.format,
                                  *round_up(spec.size, 512)));
-    if (done) done = run(lvrename_argv(vg_, tmp, lv_name_for_path(spec.path)));
+    if (done) done = run(lvrename_argv(vg_, tmp, lv_name(spec.path)));
     if (!done) {
         (void)run(lvremove_argv(vg_, tmp));  // the first error is the one reported
         return tl::unexpected(classify(done.error()));
@@ -470,13 +482,13 @@ Result<Volume> Export::clone(const VolumeRef& src, const std::string& dst, bool 
         for (const std::string& t : content_tags(*s)) tags->push_back(t);
         if (!full && s->type != VolumeType::kThick) {
             // A thin snapshot with its own tags is the whole clone, in one command.
-            Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(dst), false, *tags);
+            Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name(dst), false, *tags);
             if (Result<CommandOutput> out = run(argv); !out)
                 return tl::unexpected(classify(out.error()));
             const LvRecord* origin = cat->record(s->lv);
             if (!origin) return shown(find(dst));
             return shown(made(*cat,
-                              new_thin(lv_name_for_path(dst), thinpool_, 0, *tags, origin, false),
+                              new_thin(lv_name(dst), thinpool_, 0, *tags, origin, false),
                               dst));
         }
         Result<FullCopy> planned = start_copy(*cat, *s, std::move(*tags));
@@ -554,16 +566,16 @@ Result<Export::FullCopy> Export::start_copy(const Catalog& cat, const Volume& s,
 Result<Volume> Export::finish_copy(FullCopy& copy, const std::string& dst, Result<void> copied) {
     // A copy may have taken hours: wait longer than a change does for the lock.
     Result<ExportLock> lock = held_ ? ExportLock::already_held()
-                                    : ExportLock::for_vg(vg_uuid_, name_, 600);
+                                    : ExportLock::for_key(lock_key(), name_, 600);
     copy.in.reset();  // closed under the lock: until then no fsck took them
     copy.out.reset();
     if (!lock) return tl::unexpected(lock.error());
-    Result<Catalog> cat = scan();
+    Result<Catalog> cat = scan_owned();
     Result<void> ok = copied;
     if (ok && !cat) ok = tl::unexpected(cat.error());
     if (ok) ok = check_free(*cat, dst);
     if (ok)
-        if (Result<CommandOutput> r = run(lvrename_argv(vg_, copy.tmp, lv_name_for_path(dst))); !r)
+        if (Result<CommandOutput> r = run(lvrename_argv(vg_, copy.tmp, lv_name(dst))); !r)
             ok = tl::unexpected(classify(r.error()));
     if (!ok) {
         (void)run(lvremove_argv(vg_, copy.tmp));  // the first error is the one reported
@@ -571,7 +583,7 @@ Result<Volume> Export::finish_copy(FullCopy& copy, const std::string& dst, Resul
         return tl::unexpected(ok.error());
     }
     (void)run(lvremove_argv(vg_, copy.frozen));  // fsck removes it if this fails
-    Argv untag = lvchange_tags_argv(vg_, lv_name_for_path(dst), {{}, {id_tag(tags::kTxn, copy.txn)}});
+    Argv untag = lvchange_tags_argv(vg_, lv_name(dst), {{}, {id_tag(tags::kTxn, copy.txn)}});
     if (Result<CommandOutput> out = run(untag); !out && warn_)
         warn_(fmt::format("the copy \"{}\" is made, but tidying it failed ({}); run `bdctl fsck "
                           "{}`",
@@ -604,12 +616,12 @@ Result<Volume> Export::snapshot(const VolumeRef& src, const std::string& snap_pa
     for (const std::string& t : content_tags(*s)) tags->push_back(t);
     tags->push_back(id_tag(tags::kSnapOf, s->id));
     tags->push_back(*name_tag);
-    Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name_for_path(snap_path), true, *tags);
+    Argv argv = thin_snapshot_argv(vg_, s->lv, lv_name(snap_path), true, *tags);
     if (Result<CommandOutput> out = run(argv); !out) return tl::unexpected(classify(out.error()));
     const LvRecord* origin = cat->record(s->lv);
     if (!origin) return shown(find(snap_path));
     return shown(made(*cat,
-                      new_thin(lv_name_for_path(snap_path), thinpool_, 0, *tags, origin, true),
+                      new_thin(lv_name(snap_path), thinpool_, 0, *tags, origin, true),
                       snap_path));
 }
 

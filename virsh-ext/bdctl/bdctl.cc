@@ -32,7 +32,9 @@ struct Options {
     bool long_list = false;
     bool thick = false, full = false, shrink = false, with_snapshots = false;
     bool force = false, destroy = false, dry_run = false, threshold_set = false;
-    std::string target, second, size, vg, thinpool = "pool", extents, name, dev = "vda";
+    std::string target, second, size, vg, thinpool, extents, name, dev = "vda";
+    bool shared = false;
+    int wait = 600;
     std::string metadata_size, owner, mode, format = "raw", when_full, from, to, snapshot;
     bool incremental = false, force_receive = false;
     std::vector<std::string> pvs;
@@ -182,7 +184,14 @@ Progress progress_printer(const std::string& what, const char* verb = "copying")
 // ---- verbs -----------------------------------------------------------------
 
 void do_export_create(const Options& o) {
-    ExportSpec spec{o.target, o.vg, o.thinpool, o.pvs, 0, o.extents, o.threshold};
+    ExportSpec spec;
+    spec.name = o.target;
+    spec.vg = o.vg;
+    spec.thinpool = o.thinpool;
+    spec.pvs = o.pvs;
+    spec.shared = o.shared;
+    spec.extents = o.extents;
+    spec.threshold = o.threshold;
     if (!o.size.empty()) spec.size = must(parse_size(o.size));
     if (!o.metadata_size.empty()) spec.metadata_size = must(parse_size(o.metadata_size));
     ExportInfo info = must(Export::create(g_runner, spec));
@@ -190,9 +199,17 @@ void do_export_create(const Options& o) {
         std::cout << to_json(info).dump(2) << "\n";
         return;
     }
-    fmt::print("exported VG \"{}\" as \"{}\": thin pool {} of {} (chunk {}), threshold {}%\n",
-               info.vg, info.name, info.thinpool, format_size(info.size),
-               format_size(info.chunk_size), info.threshold);
+    fmt::print("exported {} \"{}\" as \"{}\": thin pool {} of {} (chunk {}), threshold {}%{}\n",
+               info.shared ? "thin pool of shared VG" : "VG", info.vg, info.name, info.thinpool,
+               format_size(info.size), format_size(info.chunk_size), info.threshold,
+               info.shared ? fmt::format(", served by this host (host {})", info.owner) : "");
+}
+
+// Who serves an export: "-" for a VG of this host alone.
+std::string served_by(const ExportInfo& i) {
+    if (!i.shared) return "-";
+    if (i.owned) return "here";
+    return i.owner.empty() ? "nobody" : "host " + i.owner;
 }
 
 void print_export(const ExportInfo& i) {
@@ -206,6 +223,10 @@ void print_export(const ExportInfo& i) {
                format_size(i.metadata_area), format_size(i.metadata_area_free), i.volumes,
                i.leftovers ? fmt::format(", {} leftovers (run bdctl fsck {})", i.leftovers, i.name)
                            : "");
+    if (i.shared)
+        fmt::print("  shared VG ({}): belongs to {}, {}\n", i.lock_type,
+                   i.owner.empty() ? "no host" : "host " + i.owner,
+                   i.owned ? "served by this host" : "not served by this host");
 }
 
 void do_export_list(const Options& o) {
@@ -216,11 +237,43 @@ void do_export_list(const Options& o) {
         std::cout << json{{"exports", arr}}.dump(2) << "\n";
         return;
     }
-    fmt::print("{:<16} {:<16} {:<12} {:>10} {:>7} {:>7} {:>8}\n", "EXPORT", "VG", "THINPOOL",
-               "SIZE", "DATA%", "META%", "VOLUMES");
+    fmt::print("{:<16} {:<16} {:<12} {:>10} {:>7} {:>7} {:>8}  {}\n", "EXPORT", "VG", "THINPOOL",
+               "SIZE", "DATA%", "META%", "VOLUMES", "SERVED");
     for (const ExportInfo& i : all)
-        fmt::print("{:<16} {:<16} {:<12} {:>10} {:>7.1f} {:>7.1f} {:>8}\n", i.name, i.vg,
-                   i.thinpool, format_size(i.size), i.data_percent, i.metadata_percent, i.volumes);
+        fmt::print("{:<16} {:<16} {:<12} {:>10} {:>7.1f} {:>7.1f} {:>8}  {}\n", i.name, i.vg,
+                   i.thinpool, format_size(i.size), i.data_percent, i.metadata_percent, i.volumes,
+                   served_by(i));
+}
+
+void do_export_takeover(const Options& o) {
+    Export ex = open_export(o.target, Access::kChange);
+    bool tty = isatty(STDERR_FILENO);
+    Takeover t = must(ex.takeover(o.wait, [&](double waited, const std::string& why) {
+        fmt::print(stderr, "{}waiting for lvmlockd to grant thin pool {}/{} (the old owner's lease "
+                           "must expire): {:.0f} s of at most {} ({}){}",
+                   tty ? "\r" : "", ex.vg(), ex.thinpool(), waited, o.wait,
+                   printable(why.substr(0, why.find('\n'))), tty ? "" : "\n");
+    }));
+    if (tty && t.waited_s > 2) fmt::print(stderr, "\n");
+    if (o.json) {
+        json repairs = json::array();
+        for (const Repair& r : t.repairs) repairs.push_back({{"lv", r.lv}, {"action", r.action}});
+        std::cout << json{{"export", ex.name()},
+                          {"previous_owner", t.previous_owner},
+                          {"owner", must(ex.info()).owner},
+                          {"waited_s", t.waited_s},
+                          {"total_s", t.total_s},
+                          {"repaired", repairs},
+                          {"activated", t.activated}}
+                         .dump(2)
+                  << "\n";
+        return;
+    }
+    for (const Repair& r : t.repairs) fmt::print("{}: {}\n", r.lv, printable(r.action));
+    fmt::print("took over export \"{}\"{} in {:.1f} s ({:.1f} s waiting for the lease, {} "
+               "repairs, {} volumes activated)\n",
+               ex.name(), t.previous_owner.empty() ? "" : " from host " + t.previous_owner,
+               t.total_s, t.waited_s, t.repairs.size(), t.activated.size());
 }
 
 void do_export_info(const Options& o) {
@@ -741,7 +794,12 @@ void add_export_verbs(CLI::App& app, Options& o) {
     add_target(*c, o, "EXPORT");
     c->add_option("--vg", o.vg, "volume group")->required();
     c->add_option("--pv", o.pvs, "create the VG on these devices");
-    c->add_option("--thinpool", o.thinpool, "thin pool LV (created if missing)");
+    c->add_option("--thinpool", o.thinpool,
+                  "thin pool LV (created if missing; default \"pool\", or with --shared the "
+                  "export's name)");
+    c->add_flag("--shared", o.shared,
+                "a thin pool of this host in a VG that several hosts share through lvmlockd "
+                "(with --pv: vgcreate --shared)");
     auto* size = c->add_option("--size", o.size, "thin pool size when creating it");
     c->add_option("--extents", o.extents,
                   "thin pool size: N%FREE or a number of extents (default 90%FREE, less the "
@@ -762,6 +820,11 @@ void add_export_verbs(CLI::App& app, Options& o) {
     s->add_option("--when-full", o.when_full,
                   "a full pool: \"error\" fails writes at once (VMs pause), \"queue\" holds them");
     s->final_callback([&o] { do_export_set(o); });
+    CLI::App* t = ex->add_subcommand(
+        "takeover", "serve here a shared VG's export whose host died (after its lease expires)");
+    add_target(*t, o, "EXPORT");
+    t->add_option("--wait", o.wait, "seconds to wait for the old owner's lease (default 600)");
+    t->final_callback([&o] { do_export_takeover(o); });
     CLI::App* d = ex->add_subcommand("delete", "unexport (keeps data unless --destroy)");
     add_target(*d, o, "EXPORT");
     d->add_flag("--force", o.force, "unexport even though volumes exist (they are kept)");
