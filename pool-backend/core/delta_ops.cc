@@ -42,6 +42,9 @@ int Export::lock_fd(const ExportLock& lock) const { return held_ ? held_->fd() :
 // held for it alone, under the lock the caller holds (pool_snap.h).
 Result<std::string> Export::read_pool_snap(const Catalog& cat, const ExportLock& lock,
                                            const Argv& query) {
+    // Never on a pool this host does not serve: a stale activation's
+    // reservation would commit its old view of the metadata over the owner's.
+    if (Result<void> ok = check_owned(cat); !ok) return tl::unexpected(ok.error());
     if (!cat.pool->active)
         return fail(ENXIO, fmt::format("thin pool \"{}/{}\" is not active: activate the export "
                                        "first (bdctl activate {})",

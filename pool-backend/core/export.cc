@@ -120,6 +120,26 @@ Result<void> make_pool(Runner& runner, const ExportSpec& spec, const VgRecord* k
     return {};
 }
 
+// Whether lvmlockd holds the exclusive lock of LV `lv_uuid` of `vg` for this
+// host. One query at a time on the host (ExportLock::for_lock_query), tried
+// again a few times.
+Result<bool> holds_pool_lock(Runner& runner, const std::string& vg, const std::string& lv_uuid) {
+    Result<ExportLock> serial = ExportLock::for_lock_query();
+    if (!serial) return tl::unexpected(serial.error());
+    Result<CommandOutput> info = fail(EIO, "");
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        info = runner.run(lvmlockctl_info_argv());
+        if (info) return holds_lv_lock(info->out, vg, lv_uuid);
+        usleep(200 * 1000);
+    }
+    return tl::unexpected(info.error());
+}
+
+// LVM's words when lvmlockd refuses a lock another live host holds.
+bool held_by_other_host(const Error& e) {
+    return e.message.find("locked by other host") != std::string::npos;
+}
+
 // This host's lvmlockd host id (local/host_id in lvmlocal.conf); EINVAL if unset.
 Result<std::string> host_id(Runner& runner) {
     Result<CommandOutput> out = runner.run(lvmconfig_argv({"local/host_id"}));
@@ -364,6 +384,17 @@ Result<ExportInfo> Export::create_shared(Runner& runner, const ExportSpec& spec,
             return fail(EEXIST, fmt::format("VG \"{}\" already has an LV \"{}\" that is not a thin "
                                             "pool; pick another export name",
                                             spec.vg, spec.thinpool));
+        if (row.vg_name == spec.vg && row.name == spec.thinpool && row.active) {
+            // Active here without its lock, its kernel copy may be stale:
+            // taking the lock would not read the metadata again.
+            Result<bool> held = holds_pool_lock(runner, spec.vg, row.uuid);
+            if (!held) return tl::unexpected(held.error());
+            if (!*held)
+                return fail(EREMOTE, fmt::format("thin pool \"{}/{}\" is active here without its "
+                                                 "lock from lvmlockd; deactivate it first "
+                                                 "(lvchange -an {}/{}, after its thin LVs)",
+                                                 spec.vg, spec.thinpool, spec.vg, spec.thinpool));
+        }
     }
     Undo undo{runner, {}};
     if (!spec.pvs.empty()) {
@@ -509,6 +540,9 @@ Result<Takeover> Export::takeover(int wait_s, const TakeoverProgress& progress) 
             Result<CommandOutput> on =
                 run(lvchange_activate_argv(vg_, {thinpool_}, true, true));
             if (on) break;
+            // Anything else (no lock space here, a pool that fails
+            // thin_check, a missing PV) is not a lease to wait for.
+            if (!held_by_other_host(on.error())) return tl::unexpected(on.error());
             if (since() >= wait_s)
                 return fail(EBUSY,
                             fmt::format("export \"{}\": lvmlockd still refuses thin pool \"{}/{}\" "
@@ -575,10 +609,14 @@ Result<Catalog> Export::scan() {
             // (LVM 2.03.16) leaves the pool active here, with this host's
             // stale copy of its metadata.
             serving_ = stale_ = false;
-            if (pool->active) {
-                Result<CommandOutput> info = run(lvmlockctl_info_argv());
-                if (!info) return tl::unexpected(info.error());
-                serving_ = holds_lv_lock(info->out, vg_, pool_uuid_);
+            if (lock_type_.empty()) {
+                // A pool export of a VG no longer shared (vgchange --locktype
+                // none): this host's alone, as any local VG.
+                serving_ = true;
+            } else if (pool->active) {
+                Result<bool> held = holds_pool_lock(runner_, vg_, pool_uuid_);
+                if (!held) return tl::unexpected(held.error());
+                serving_ = *held;
                 stale_ = !serving_;
             }
         }
@@ -664,10 +702,12 @@ Result<std::vector<std::string>> Export::activate(const std::string& path) {
         if (stale_)
             if (Result<void> ok = drop_stale(*cat); !ok) return tl::unexpected(ok.error());
         if (Result<CommandOutput> on = run(lvchange_activate_argv(vg_, {thinpool_}, true, true));
-            !on)
+            !on) {
+            if (!held_by_other_host(on.error())) return tl::unexpected(on.error());
             return fail(EREMOTE, fmt::format("export \"{}\": thin pool \"{}/{}\" is held by another "
                                              "host ({})",
                                              name_, vg_, thinpool_, on.error().message));
+        }
         cat = scan_owned();
         if (!cat) return tl::unexpected(cat.error());
     }
@@ -745,11 +785,11 @@ Result<void> Export::remove(bool force, bool destroy) {
     TagEdit edit{{},
                  {*make_tag(kExportTag, name_), fmt::format("{}={}", kThresholdTag, threshold_),
                   "bd.v=1"}};
-    if (per_pool_) {
-        if (!owner_.empty()) edit.del.push_back(*make_tag(kOwnerTag, owner_));
-    } else {
-        edit.del.push_back(*make_tag(kPoolTag, thinpool_));
-    }
+    if (!per_pool_)
+        edit.del = {*make_tag(kExportTag, name_), *make_tag(kPoolTag, thinpool_),
+                    fmt::format("{}={}", kThresholdTag, threshold_), "bd.v=1"};
+    else if (!owner_.empty())
+        edit.del.push_back(*make_tag(kOwnerTag, owner_));
     // No export, no tree: it goes before the commit, because after it nothing
     // would ever rebuild or remove it. If the commit fails, the next change
     // (or activate) makes the tree again.

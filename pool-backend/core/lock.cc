@@ -100,6 +100,10 @@ Result<ExportLock> ExportLock::for_exports(int timeout_s) {
     return acquire("exports", "the list of exports", timeout_s);
 }
 
+Result<ExportLock> ExportLock::for_lock_query(int timeout_s) {
+    return acquire("lvmlockctl", "the query of lvmlockd's locks", timeout_s);
+}
+
 ExportLock& ExportLock::operator=(ExportLock&& other) noexcept {
     if (this != &other) {
         if (fd_ >= 0) close(fd_);

@@ -25,6 +25,9 @@ public:
                                       int timeout_s = 60);
     /// The host's lock on the set of exports: creating one holds it.
     static Result<ExportLock> for_exports(int timeout_s = 60);
+    /// Held around `lvmlockctl --info`: lvmlockctl binds one fixed socket
+    /// name to read lvmlockd's answer, so two at once on a host fail.
+    static Result<ExportLock> for_lock_query(int timeout_s = 30);
     /// A guard that holds nothing: the caller already holds the lock.
     static ExportLock already_held() { return ExportLock(-1); }
     ExportLock(ExportLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }

@@ -56,8 +56,8 @@ Argv vgs_argv(const std::string& vg) {
 constexpr const char* kLvFields =
     "lv_name,lv_uuid,lv_attr,lv_size,lv_tags,pool_lv,origin,segtype,data_percent,"
     "metadata_percent,chunk_size,lv_active,lv_device_open,lv_time,lv_dm_path,lv_when_full,"
-    "thin_id,lv_active_exclusively,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,"
-    "vg_mda_size,vg_lock_type";
+    "thin_id,vg_name,vg_uuid,vg_tags,vg_extent_size,vg_free,vg_mda_free,vg_mda_size,"
+    "vg_lock_type";
 
 Argv lvs_argv(const std::string& vg) {
     Argv argv = with_report_flags({"lvs", "-o", kLvFields});

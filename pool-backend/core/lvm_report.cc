@@ -128,9 +128,6 @@ Result<std::vector<LvRecord>> parse_lvs(std::string_view text) {
         lv.dm_path = field(row, "lv_dm_path");
         lv.when_full = field(row, "lv_when_full");
         lv.thin_id = number(row, "thin_id");
-        // Binary fields print their own name when true ("active exclusively").
-        std::string exclusive = field(row, "lv_active_exclusively");
-        lv.active_exclusively = !exclusive.empty() && exclusive != "0";
         lv.vg_name = field(row, "vg_name");
         lv.vg_uuid = field(row, "vg_uuid");
         lv.vg_tags = split_tags(field(row, "vg_tags"));

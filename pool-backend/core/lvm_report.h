@@ -31,9 +31,6 @@ struct LvRecord {
     std::string dm_path;    ///< /dev/mapper/VG-LV
     std::string when_full;  ///< thin pools: "error" or "queue" (lv_when_full)
     uint64_t thin_id = 0;   ///< thin LVs: the pool's device id (thin_id), 0 for others
-    /// Active here and held exclusively (lv_active_exclusively). In a shared
-    /// VG this is what only the host holding the LV's lock from lvmlockd sees.
-    bool active_exclusively = false;
     // The LV's VG, on every row.
     std::string vg_name, vg_uuid;
     std::vector<std::string> vg_tags;

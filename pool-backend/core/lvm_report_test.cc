@@ -115,9 +115,9 @@ TEST(ParseLvs, SharedVgReport) {
     ASSERT_TRUE(lvs) << lvs.error().message;
     const LvRecord& pool = by_name(*lvs, "poolA");
     EXPECT_EQ(pool.vg_lock_type, "sanlock");
-    EXPECT_TRUE(pool.active && pool.active_exclusively);
+    EXPECT_TRUE(pool.active);
     const LvRecord& other = by_name(*lvs, "poolB");  // another host's pool
-    EXPECT_FALSE(other.active || other.active_exclusively);
+    EXPECT_FALSE(other.active);
     EXPECT_EQ(other.vg_lock_type, "sanlock");
 }
 

@@ -127,13 +127,19 @@ class Guest:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            self.spawn("", 5)  # keeps numbering simple; then ask the agent to end
             path = self._path(f"cmd.{self.n}")
             with open(path + ".tmp", "w") as f:
                 json.dump({"exit": 0}, f)
             os.rename(path + ".tmp", path)
             self.proc.wait(timeout=120)
         except Exception:
+            # The agent waits for its commands: stop QEMU itself (tests/vm/run,
+            # killed, would leave it running in its own process group).
+            try:
+                with open(self.pidfile) as f:
+                    os.kill(int(f.read().strip()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
             self.proc.kill()
             self.proc.wait()
         self.log.close()

@@ -101,9 +101,11 @@ def volume_sums(guest, export):
 
 
 def test_each_host_makes_its_own_export_in_one_shared_vg():
-    state.a = Guest("A", state.work, state.disk).boot()
-    state.b = Guest("B", state.work, state.disk).boot()
-    a, b = state.a, state.b
+    # Kept before they boot, so that the fixture stops them whatever happens.
+    a = state.a = Guest("A", state.work, state.disk)
+    b = state.b = Guest("B", state.work, state.disk)
+    a.boot()
+    b.boot()
     a.sh("tests/cluster/host-up 1")
     b.sh("tests/cluster/host-up 2")
     made = bd(a, "--json", "export", "create", "hosta", "--vg", VG, "--pv", "/dev/vda", "--shared",
@@ -209,6 +211,13 @@ def test_a_host_cannot_change_another_hosts_export():
     assert (info["owned"], info["stale"]) == (False, True), info
     r = bd(b, "create", "hosta:/evil.img", "16M", check=False)
     assert r.rc == 11 and "without its lock" in r.err, r
+    # Not even a read that reserves the pool's metadata snapshot: on the stale
+    # copy it would commit old metadata over A's (test 5 reads every block).
+    r = bd(b, "--json", "snapshots", "hosta:/vm1.img", check=False)
+    assert r.rc == 0 and "exclusive" not in r.out and "not served by this host" in r.err, r
+    # A cannot take over an export whose host is alive: lvmlockd refuses.
+    r = bd(a, "export", "takeover", "hostb", "--wait", "6", check=False)
+    assert r.rc == 5 and "locked by other host" in r.err, r
     # Nothing of A's changed.
     assert bd(a, "--json", "list", "hosta:").json["volumes"]
     assert sorted((v["path"], v["id"]) for v in bd(a, "--json", "list", "hosta:").json["volumes"]) \
@@ -249,7 +258,8 @@ def test_a_survivor_takes_the_export_over():
           f"(bdctl: waited {took['waited_s']:.1f} s for the lease, {took['total_s']:.1f} s "
           f"in all)")
     assert (took["previous_owner"], took["owner"]) == ("1", "2")
-    assert took["waited_s"] > 0
+    # The lease outlives A by 8 x io_timeout (5 s) + 60 s after its last renewal.
+    assert took["waited_s"] >= 60, took
     # Every volume was inactive here, and is active now.
     assert set(took["activated"]) == {p for p, _ in state.ids["hosta"]} | {"writer.img"}
     info = bd(b, "--json", "export", "info", "hosta").json
@@ -283,7 +293,8 @@ def test_a_survivor_takes_the_export_over():
 def test_the_old_owner_comes_back_and_keeps_its_hands_off():
     b = state.b
     before = sorted((v["path"], v["id"]) for v in bd(b, "--json", "list", "hosta:").json["volumes"])
-    state.a2 = a = Guest("A2", state.work, state.disk).boot()
+    a = state.a2 = Guest("A2", state.work, state.disk)
+    a.boot()
     a.sh("tests/cluster/host-up 1")
     a.sh(f"tests/cluster/lockstart {VG}")
     seen = exports(a)
