@@ -288,6 +288,12 @@ def test_a_survivor_takes_the_export_over():
     bd(b, "snapshot", "hosta:/vm1.img", "s2")
     paths = {v["path"] for v in bd(b, "--json", "list", "hosta:").json["volumes"]}
     assert {"after-takeover.img", "vm1.img@s2"} <= paths
+    # A volume moves between two exports of the VG by the blocks it maps
+    # (dm-thin never shares blocks across pools): send | receive, here both
+    # served by B; between hosts the pipe crosses ssh.
+    b.sh(f"{BDCTL} send hosta:/vm1.img --snapshot move | {BDCTL} receive hostb:/vm1-moved.img")
+    dev = bd(b, "--json", "info", "hostb:/vm1-moved.img").json["device"]
+    assert b.sh(f"sha256sum < {dev}").out.split()[0] == state.sums["vm1.img"]
 
 
 def test_the_old_owner_comes_back_and_keeps_its_hands_off():
