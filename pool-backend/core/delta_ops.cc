@@ -44,7 +44,7 @@ Result<std::string> Export::read_pool_snap(const Catalog& cat, const ExportLock&
                                            const Argv& query) {
     // Never on a pool this host does not serve: a stale activation's
     // reservation would commit its old view of the metadata over the owner's.
-    if (Result<void> ok = check_owned(cat); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_owned(); !ok) return tl::unexpected(ok.error());
     if (!cat.pool->active)
         return fail(ENXIO, fmt::format("thin pool \"{}/{}\" is not active: activate the export "
                                        "first (bdctl activate {})",

@@ -449,8 +449,12 @@ Result<std::vector<ExportInfo>> Export::list(Runner& runner) {
             if (!lvs) return tl::unexpected(lvs.error());
             Result<std::vector<LvRecord>> rows = parse_lvs(lvs->out);
             if (!rows) return tl::unexpected(rows.error());
+            // Each export's info reads this same report, not the VG again.
             for (const LvRecord& row : *rows)
-                if (is_pool_export(row)) found.push_back(Export(runner, vg, &row));
+                if (is_pool_export(row)) {
+                    found.push_back(Export(runner, vg, &row));
+                    found.back().cached_ = *rows;
+                }
         }
         for (Export& ex : found) {
             Result<ExportInfo> info = ex.info();
@@ -464,11 +468,11 @@ Result<std::vector<ExportInfo>> Export::list(Runner& runner) {
 Result<Catalog> Export::scan_owned() {
     Result<Catalog> cat = scan();
     if (!cat) return cat;
-    if (Result<void> ok = check_owned(*cat); !ok) return tl::unexpected(ok.error());
+    if (Result<void> ok = check_owned(); !ok) return tl::unexpected(ok.error());
     return cat;
 }
 
-Result<void> Export::check_owned(const Catalog&) {
+Result<void> Export::check_owned() {
     if (!per_pool_ || serving_) return {};
     if (stale_)
         return fail(EREMOTE,
@@ -782,14 +786,11 @@ Result<void> Export::remove(bool force, bool destroy) {
             if (auto r = run(lvremove_argv(vg_, l.lv.name)); !r) return tl::unexpected(r.error());
         if (auto r = run(lvremove_argv(vg_, thinpool_)); !r) return tl::unexpected(r.error());
     }
-    TagEdit edit{{},
-                 {*make_tag(kExportTag, name_), fmt::format("{}={}", kThresholdTag, threshold_),
-                  "bd.v=1"}};
-    if (!per_pool_)
-        edit.del = {*make_tag(kExportTag, name_), *make_tag(kPoolTag, thinpool_),
-                    fmt::format("{}={}", kThresholdTag, threshold_), "bd.v=1"};
-    else if (!owner_.empty())
-        edit.del.push_back(*make_tag(kOwnerTag, owner_));
+    TagEdit edit{{}, {*make_tag(kExportTag, name_)}};
+    if (!per_pool_) edit.del.push_back(*make_tag(kPoolTag, thinpool_));
+    edit.del.push_back(fmt::format("{}={}", kThresholdTag, threshold_));
+    edit.del.push_back("bd.v=1");
+    if (per_pool_ && !owner_.empty()) edit.del.push_back(*make_tag(kOwnerTag, owner_));
     // No export, no tree: it goes before the commit, because after it nothing
     // would ever rebuild or remove it. If the commit fails, the next change
     // (or activate) makes the tree again.

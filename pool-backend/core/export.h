@@ -324,7 +324,8 @@ private:
     /// scan(), for a change: a pool export must be served by this host
     /// (EREMOTE naming the host that serves it otherwise).
     Result<Catalog> scan_owned();
-    Result<void> check_owned(const Catalog& cat);
+    /// EREMOTE unless this host serves the export, as the last scan() saw.
+    Result<void> check_owned();
     Result<CommandOutput> run(const Argv& argv) { return runner_.run(argv); }
     Result<Catalog> scan_for_change(const std::vector<std::string>& paths);
     Result<void> check_space(const Catalog& cat);

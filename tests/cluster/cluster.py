@@ -36,9 +36,6 @@ class Pending:
     def __init__(self, guest, n, cmd):
         self.guest, self.n, self.cmd = guest, n, cmd
 
-    def done(self):
-        return os.path.exists(self.guest._path(f"res.{self.n}"))
-
     def wait(self, check=True, timeout=900):
         path = self.guest._path(f"res.{self.n}")
         deadline = time.monotonic() + timeout
