@@ -50,15 +50,15 @@ private:
 }  // namespace
 
 std::string pool_xml(const std::string& pool_name, const std::string& vg,
-                     const std::string& thinpool) {
+                     const std::string& thinpool, bool shared) {
     Writer w;
     w.open("pool", {{"type", "bd"}});
     w.text("name", pool_name);
     w.open("source");
-    w.text("name", vg + "/" + thinpool);
+    w.text("name", shared ? vg + "@" + thinpool : vg + "/" + thinpool);
     w.close();
     w.open("target");
-    w.text("path", "/dev/" + vg);
+    w.text("path", "/dev/disk/by-bd/" + (shared ? vg + "@" + thinpool : vg));
     w.close();
     w.close();
     return w.finish();

@@ -40,6 +40,14 @@ TEST(PoolXml, MatchesGoldenAndSchema) {
     EXPECT_TRUE(valid_pool(doc)) << doc;
 }
 
+TEST(PoolXml, SharedExportIsVgAtPool) {
+    std::string doc = pool_xml("hosta", "shared0", "hosta", true);
+    EXPECT_NE(doc.find("<name>shared0@hosta</name>"), std::string::npos) << doc;
+    EXPECT_NE(doc.find("<path>/dev/disk/by-bd/shared0@hosta</path>"), std::string::npos) << doc;
+    EXPECT_TRUE(valid_pool(doc)) << doc;
+    EXPECT_FALSE(valid_pool(pool_xml("x", "vg0@a", "b", true))) << "two '@' must not validate";
+}
+
 TEST(PoolXml, EscapesNames) {
     std::string doc = pool_xml("a<b&'c", "vg0", "pool");
     EXPECT_NE(doc.find("<name>a&lt;b&amp;'c</name>"), std::string::npos) << doc;

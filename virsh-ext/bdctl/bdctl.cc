@@ -646,7 +646,8 @@ void print_xml(const Options& o, const std::string& doc) {
 
 void do_pool_xml(const Options& o) {
     Export ex = open_export(o.target);
-    print_xml(o, xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool()));
+    print_xml(o, xml::pool_xml(o.name.empty() ? ex.name() : o.name, ex.vg(), ex.thinpool(),
+                                 ex.shared()));
 }
 
 void do_domain_disk(const Options& o) {
