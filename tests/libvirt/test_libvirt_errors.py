@@ -69,7 +69,14 @@ def test_malformed_pool_xml(patched, virsh, tmp_path):
     badvg.write_text(f"<pool type='bd'><name>badvg{tag}</name><source><name>vg/tp/x</name>"
                      "</source></pool>")
     r = virsh("pool-define", badvg, rc=1)
-    assert "bd pool source name 'vg/tp/x' must be 'VG' or 'VG/THINPOOL'" in r.stderr, r.stderr
+    assert ("bd pool source name 'vg/tp/x' must be 'VG', 'VG/THINPOOL' or 'VG@THINPOOL'"
+            in r.stderr), r.stderr
+    # a shared VG's export is VG@THINPOOL: one '@', no '/'
+    for bad_name in ("vg@tp@x", "vg@tp/x", "vg@", "@tp"):
+        badvg.write_text(f"<pool type='bd'><name>badvg{tag}</name><source><name>{bad_name}"
+                         "</name></source></pool>")
+        r = virsh("pool-define", badvg, rc=1)
+        assert f"bd pool source name '{bad_name}' must be" in r.stderr, (bad_name, r.stderr)
     # an unknown pool type, for contrast: the daemon knows bd but not this
     other = tmp_path / "other.xml"
     other.write_text("<pool type='bdx'><name>x</name><source><name>v</name></source></pool>")
@@ -96,6 +103,33 @@ def test_pool_whose_vg_is_missing(patched, virsh, tmp_path):
         assert not [e for e in bdctl_json("export", "list")["exports"] if e["name"] == name]
     finally:
         virsh("pool-undefine", name, rc=None)
+
+
+def test_shared_vg_spelling_on_a_local_export(pool, virsh, tmp_path):
+    """VG@THINPOOL names an export of a VG that several hosts share
+    (tests/cluster runs those): on a VG of this host's own it is refused, with
+    the spelling to use, and pool-build makes nothing."""
+    pname, vg = pool
+    thinpool = bdctl_json("export", "info", pname)["thinpool"]
+    other = pname + "-at"
+    xml = tmp_path / "at.xml"
+    xml.write_text(pool_xml(other, f"{vg}@{thinpool}"))
+    virsh("pool-define", xml)
+    try:
+        target = virsh("pool-dumpxml", other).stdout
+        assert f"<path>/dev/disk/by-bd/{vg}@{thinpool}</path>" in target, target
+        before = lv_names(vg)
+        r = virsh("pool-start", other, rc=1)
+        assert (f"volume group '{vg}' is not shared by several hosts: name its export in the "
+                "pool's source as 'VG' or 'VG/THINPOOL'") in r.stderr, r.stderr
+        assert "inactive" in virsh("pool-info", other).stdout
+        r = virsh("pool-build", other, rc=1)
+        assert (f"pool-build cannot size export '{thinpool}' of shared volume group '{vg}': "
+                f"make it with 'bdctl export create {thinpool} --vg {vg} --shared --size SIZE'"
+                in r.stderr), r.stderr
+        assert lv_names(vg) == before
+    finally:
+        virsh("pool-undefine", other, rc=None)
 
 
 def test_resize_below_current_size_without_flag(pool, virsh, name):
