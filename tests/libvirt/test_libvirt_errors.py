@@ -3,6 +3,7 @@ leaving nothing half-made. (Deleting a volume a running domain uses is in
 test_libvirt_domain.py, which has the only running domain.)"""
 import os
 import uuid
+import xml.etree.ElementTree as ET
 
 from bdlibvirt import BDCTL, bdctl_json, pool_xml, sh, vol_info, vol_path
 
@@ -124,10 +125,15 @@ def test_shared_vg_spelling_on_a_local_export(pool, virsh, tmp_path):
                 "pool's source as 'VG' or 'VG/THINPOOL'") in r.stderr, r.stderr
         assert "inactive" in virsh("pool-info", other).stdout
         r = virsh("pool-build", other, rc=1)
-        assert (f"pool-build cannot size export '{thinpool}' of shared volume group '{vg}': "
-                f"make it with 'bdctl export create {thinpool} --vg {vg} --shared --size SIZE'"
-                in r.stderr), r.stderr
+        assert (f"pool-build cannot make export '{thinpool}' of volume group '{vg}': a source "
+                "'VG@THINPOOL' names an export of a shared volume group, whose thin pool needs "
+                f"a size; make it with 'bdctl export create {thinpool} --vg {vg} --shared --size "
+                "SIZE', then start the pool" in r.stderr), r.stderr
         assert lv_names(vg) == before
+        # find-storage-pool-sources offers the export as VG/THINPOOL
+        sources = ET.fromstring(virsh("find-storage-pool-sources", "bd").stdout)
+        names = [s.findtext("name") for s in sources.findall("source")]
+        assert f"{vg}/{thinpool}" in names and f"{vg}@{thinpool}" not in names, names
     finally:
         virsh("pool-undefine", other, rc=None)
 
