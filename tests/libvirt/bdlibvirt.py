@@ -84,7 +84,9 @@ INSTALLED_BDCTL = "/usr/sbin/bdctl"
 def install_bdctl(target=BDCTL):
     if os.path.lexists(INSTALLED_BDCTL):
         os.unlink(INSTALLED_BDCTL)
-    os.symlink(target, INSTALLED_BDCTL)
+    # Absolute: BD_BUILD_DIR may be relative to the clone (the cwd), and a
+    # relative link in /usr/sbin would name nothing.
+    os.symlink(os.path.abspath(target), INSTALLED_BDCTL)
 
 
 class Daemon:
